@@ -1,0 +1,157 @@
+"""The backend contract: how hubgate starts, watches and stops cluster processes.
+
+A backend knows how to run one *process* of a cluster (its scheduler, or one of its
+workers) somewhere: a local process, a batch job, a pod. It knows nothing about Dask
+clusters, users' limits or the database; the cluster manager in ``hub_service`` decides
+what should run and calls the backend to make it so.
+
+The contract, modelled on JupyterHub's ``Spawner``:
+
+``start(spec) -> state``
+    Launch the process described by ``spec`` and return a small JSON-able dict from which
+    ``poll``/``stop``/``read_log`` can find it again, also after a service restart (a pid
+    and its start time, a job id, a pod name). Raise :class:`BackendError` with a message
+    for the user if the process cannot be launched.
+``poll(states) -> [ProcessStatus]``
+    For many processes at once (one ``squeue`` call, one pod list), say whether each is
+    pending, running or gone. Must work right after a restart, from stored state only.
+``stop(state)``
+    Stop the process and wait until it is gone. Idempotent: stopping a process that is
+    already gone is not an error.
+``read_log(state, max_lines)``
+    The last lines of the process's output, or ``None`` when the backend has none (any
+    more).
+
+Every method is ``async`` and must not block the event loop: run subprocess waits and
+slow calls in a thread or with asyncio's subprocess support.
+
+A subclass that leaves one of the abstract methods out fails when its class is defined,
+not when the first cluster starts.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from traitlets import Unicode
+from traitlets.config import LoggingConfigurable
+
+__all__ = [
+    "Backend",
+    "BackendError",
+    "ProcessSpec",
+    "ProcessState",
+    "ProcessStatus",
+]
+
+REQUIRED_METHODS = ("start", "poll", "stop", "read_log")
+
+
+class BackendError(Exception):
+    """A failure whose text is meant for the user (it ends up in a 4xx body or a
+    FAILED cluster's reason). Put the operator's detail in the log and chain the cause
+    with ``raise BackendError(...) from exc``."""
+
+
+@dataclass(frozen=True)
+class ProcessSpec:
+    """Everything a backend needs to launch one scheduler or worker.
+
+    ``argv`` is the command to run, as a list (never a shell string), already complete:
+    the backend may prefix it (``sudo -u``, ``srun``) but must not change it.
+    ``env`` is the environment the process needs on top of the backend's base
+    environment. ``files`` are secrets and settings the process reads from
+    ``$HUBGATE_CREDENTIALS_DIR``: the backend must create that directory readable only by
+    the process's user (mode 0700, files 0600), write the files there and set the
+    variable. ``setup`` is a shell snippet that the backend runs in the same shell just
+    before ``argv`` (JASMIN's ``worker_setup``: ``source env/bin/activate``); ``None`` for
+    none. ``resources`` is backend-specific configuration from the cluster options
+    (image, partition, account, walltime, extra directives...).
+    """
+
+    cluster_name: str
+    role: str  # "scheduler" or "worker"
+    name: str  # "scheduler" or the worker's name, unique within the cluster
+    username: str
+    argv: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+    cores: float = 1
+    memory: int = 2**30  # bytes
+    setup: str | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
+
+
+ProcessState = dict[str, Any]
+
+
+class Phase(str, enum.Enum):
+    PENDING = "pending"  # accepted but not started yet (queued batch job, pulling image)
+    RUNNING = "running"
+    GONE = "gone"  # exited, cancelled, or never found
+
+
+@dataclass(frozen=True)
+class ProcessStatus:
+    """What ``poll`` knows about one process. ``reason`` says why it is pending or gone
+    in words for the user ("queued: Resources", "exited with code 1", "killed by
+    signal 9"); ``exit_code`` is set when known."""
+
+    phase: Phase
+    reason: str = ""
+    exit_code: int | None = None
+
+    @property
+    def alive(self) -> bool:
+        return self.phase is not Phase.GONE
+
+
+class Backend(LoggingConfigurable):
+    """Base class of every backend. See the module docstring for the contract."""
+
+    #: Name used in configuration and logs ("local", "slurm", "kubernetes", ...).
+    backend_name: ClassVar[str] = ""
+
+    listen_host = Unicode(
+        "127.0.0.1",
+        config=True,
+        help="""Address schedulers and workers listen on.
+
+        127.0.0.1 is right when every process runs on the service's host (local
+        backend); a batch or Kubernetes backend needs an address reachable from the
+        service and from the other nodes, such as 0.0.0.0.
+        """,
+    )
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if getattr(cls, "__abstract__", False) or cls.__dict__.get("__abstract__"):
+            return
+        missing = [
+            name
+            for name in REQUIRED_METHODS
+            if getattr(cls, name, None) is getattr(Backend, name, None)
+        ]
+        if missing:
+            raise TypeError(f"Backend {cls.__name__} must implement {', '.join(missing)}")
+
+    async def setup(self) -> None:
+        """Called once when the service starts, before any other method."""
+
+    async def cleanup(self) -> None:
+        """Called once when the service stops. Must not stop running clusters: they
+        outlive a service restart."""
+
+    async def start(self, spec: ProcessSpec) -> ProcessState:
+        raise NotImplementedError
+
+    async def poll(self, states: list[ProcessState]) -> list[ProcessStatus]:
+        raise NotImplementedError
+
+    async def stop(self, state: ProcessState) -> None:
+        raise NotImplementedError
+
+    async def read_log(self, state: ProcessState, max_lines: int = 50) -> str | None:
+        raise NotImplementedError
