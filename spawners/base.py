@@ -87,7 +87,7 @@ class ProcessSpec:
 ProcessState = dict[str, Any]
 
 
-class Phase(str, enum.Enum):
+class Phase(enum.StrEnum):
     PENDING = "pending"  # accepted but not started yet (queued batch job, pulling image)
     RUNNING = "running"
     GONE = "gone"  # exited, cancelled, or never found

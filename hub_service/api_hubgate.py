@@ -1,0 +1,154 @@
+"""hubgate's own JSON API: richer views for hubgate's client, widgets, lab extension and
+admin page (documented in docs/internals.md and api/openapi.json)."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from typing import Any
+
+from ..options import resolve_option_set
+from .api_v1 import create_from_request, parse_statuses
+from .errors import Invalid
+from .handlers_base import BaseHandler
+from .model import Cluster, ClusterStatus, to_rich_json
+
+MAX_WAIT_SECONDS = 60.0
+
+
+class HubgateHandler(BaseHandler):
+    def rich(self, cluster: Cluster) -> dict[str, Any]:
+        return to_rich_json(
+            cluster,
+            service_prefix=self.service.service_prefix,
+            proxy_address=self.service.public_proxy_address,
+        )
+
+
+class WhoAmIHandler(HubgateHandler):
+    def get(self) -> None:
+        self.write_json(
+            {"name": self.user.name, "admin": self.user.admin, "groups": list(self.user.groups)}
+        )
+
+
+class RichOptionsHandler(HubgateHandler):
+    async def get(self) -> None:
+        option_set = await resolve_option_set(self.service.cluster_options, self.user)
+        self.write_json({"fields": option_set.rich_spec()})
+
+
+class RichClustersHandler(HubgateHandler):
+    def get(self) -> None:
+        statuses = parse_statuses(self.get_argument("status", None))
+        all_users = self.get_argument("all_users", "0").lower() in ("1", "true", "yes")
+        clusters = self.service.manager.visible_clusters(self.user, statuses, all_users)
+        self.write_json({"clusters": [self.rich(c) for c in clusters]})
+
+    async def post(self) -> None:
+        body = self.json_body()
+        unknown = set(body) - {"options", "shutdown_on_close", "lease_seconds"}
+        if unknown:
+            raise Invalid(
+                f"Unknown field(s) {sorted(unknown)}; send options, shutdown_on_close, "
+                "lease_seconds"
+            )
+        cluster = await create_from_request(self, body.get("options"))
+        lease = body.get("lease_seconds")
+        if lease is not None:
+            self.service.manager.renew_lease(cluster, lease)
+        self.write_json(self.rich(cluster), status=201)
+
+
+class RichClusterHandler(HubgateHandler):
+    async def get(self, name: str) -> None:
+        manager = self.service.manager
+        cluster = manager.get_cluster(self.user, name)
+        wait = self.get_argument("wait", None)
+        if wait is not None and cluster.status is ClusterStatus.PENDING:
+            try:
+                seconds = min(float(wait or MAX_WAIT_SECONDS), MAX_WAIT_SECONDS)
+            except ValueError:
+                raise Invalid(f"wait must be a number of seconds, got {wait!r}") from None
+            await manager.wait_for_change(cluster, seconds)
+        self.write_json(self.rich(cluster))
+
+    async def delete(self, name: str) -> None:
+        manager = self.service.manager
+        cluster = manager.get_cluster(self.user, name, action="stop")
+        if cluster.status.final:
+            self.write_json(self.rich(cluster), status=200)
+            return
+        manager._spawn(manager.stop_cluster(cluster, f"stopped by {self.user.name}"))
+        self.write_json(self.rich(cluster), status=202)
+
+
+class RichScaleHandler(HubgateHandler):
+    async def post(self, name: str) -> None:
+        manager = self.service.manager
+        cluster = manager.get_cluster(self.user, name, action="scale")
+        body = self.json_body()
+        if "count" not in body:
+            raise Invalid('Scale expects a JSON body like {"count": 4}')
+        ok, msg = await manager.scale(cluster, body["count"], by=self.user.name)
+        self.write_json({"ok": ok, "msg": msg, "cluster": self.rich(cluster)})
+
+
+class RichAdaptHandler(HubgateHandler):
+    async def post(self, name: str) -> None:
+        manager = self.service.manager
+        cluster = manager.get_cluster(self.user, name, action="adapt")
+        body = self.json_body()
+        ok, msg = await manager.adapt(
+            cluster,
+            body.get("minimum"),
+            body.get("maximum"),
+            body.get("active", True),
+            by=self.user.name,
+        )
+        self.write_json({"ok": ok, "msg": msg, "cluster": self.rich(cluster)})
+
+
+class LeaseHandler(HubgateHandler):
+    def post(self, name: str) -> None:
+        manager = self.service.manager
+        cluster = manager.get_cluster(self.user, name, action="renew the lease of")
+        body = self.json_body()
+        manager.renew_lease(cluster, body.get("seconds", 60))
+        self.write_json({"lease_expires": self.rich(cluster)["lease_expires"]})
+
+
+class LogsHandler(HubgateHandler):
+    async def get(self, name: str) -> None:
+        manager = self.service.manager
+        cluster = manager.get_cluster(self.user, name, action="read the logs of")
+        try:
+            lines = int(self.get_argument("lines", "100"))
+        except ValueError:
+            raise Invalid("lines must be an integer") from None
+        if not 1 <= lines <= 10000:
+            raise Invalid("lines must be between 1 and 10000")
+        self.write_json(await manager.logs(cluster, lines))
+
+
+class OpenAPIHandler(BaseHandler):
+    public = True
+
+    def get(self) -> None:
+        text = resources.files("hubgate.hub_service").joinpath("openapi.json").read_text()
+        self.write_json(json.loads(text))
+
+
+def routes(prefix: str) -> list[tuple[str, type]]:
+    api = prefix + "api/hubgate/"
+    return [
+        (api + "whoami", WhoAmIHandler),
+        (api + "options", RichOptionsHandler),
+        (api + "clusters/?", RichClustersHandler),
+        (api + "clusters/([^/]+)", RichClusterHandler),
+        (api + "clusters/([^/]+)/scale", RichScaleHandler),
+        (api + "clusters/([^/]+)/adapt", RichAdaptHandler),
+        (api + "clusters/([^/]+)/lease", LeaseHandler),
+        (api + "clusters/([^/]+)/logs", LogsHandler),
+        (prefix + "api/openapi.json", OpenAPIHandler),
+    ]

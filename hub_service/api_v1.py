@@ -1,0 +1,127 @@
+"""dask-gateway's REST API, exactly as its official client (2026.3.0) expects it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._version import __version__
+from ..options import OptionsError, resolve_option_set
+from .cluster_config import ClusterConfig, ConfigError
+from .errors import Invalid
+from .handlers_base import BaseHandler
+from .model import ClusterStatus, to_v1_json
+
+# How long a GET ?wait may hold the request open, as dask-gateway does.
+LONG_POLL_SECONDS = 20.0
+
+
+def parse_statuses(text: str | None) -> set[ClusterStatus] | None:
+    if not text:
+        return None
+    try:
+        return {ClusterStatus.parse(part) for part in text.split(",") if part.strip()}
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+
+
+class HealthHandler(BaseHandler):
+    public = True
+
+    def get(self) -> None:
+        self.write_json({"status": "pass"})
+
+
+class VersionHandler(BaseHandler):
+    public = True
+
+    def get(self) -> None:
+        self.write_json({"version": __version__})
+
+
+class OptionsHandler(BaseHandler):
+    async def get(self) -> None:
+        option_set = await resolve_option_set(self.service.cluster_options, self.user)
+        self.write_json({"cluster_options": option_set.spec()})
+
+
+async def create_from_request(handler: BaseHandler, requested: Any) -> Any:
+    """Validate options, apply the handler and the service defaults, and create."""
+    service = handler.service
+    option_set = await resolve_option_set(service.cluster_options, handler.user)
+    try:
+        options, config_dict = await option_set.parse(requested, handler.user)
+        config = ClusterConfig.from_handler_output(config_dict, service.cluster_defaults())
+    except (OptionsError, ConfigError) as exc:
+        raise Invalid(str(exc)) from None
+    return await service.manager.create_cluster(handler.user, options, config)
+
+
+class ClustersHandler(BaseHandler):
+    def get(self) -> None:
+        statuses = parse_statuses(self.get_argument("status", None))
+        clusters = self.service.manager.visible_clusters(self.user, statuses)
+        self.write_json({c.name: to_v1_json(c) for c in clusters})
+
+    async def post(self) -> None:
+        body = self.json_body()
+        cluster = await create_from_request(self, body.get("cluster_options"))
+        self.write_json({"name": cluster.name}, status=201)
+
+
+class ClusterHandler(BaseHandler):
+    async def get(self, name: str) -> None:
+        manager = self.service.manager
+        cluster = manager.get_cluster(self.user, name)
+        if self.get_argument("wait", None) is not None:
+            waited = 0.0
+            while cluster.status is ClusterStatus.PENDING and waited < LONG_POLL_SECONDS:
+                await manager.wait_for_change(cluster, LONG_POLL_SECONDS - waited)
+                waited = LONG_POLL_SECONDS  # one change is enough to answer
+        self.write_json(to_v1_json(cluster))
+
+    async def delete(self, name: str) -> None:
+        manager = self.service.manager
+        cluster = manager.clusters.get(name)
+        if cluster is not None:
+            cluster = manager.get_cluster(self.user, name, action="stop")
+            manager._spawn(manager.stop_cluster(cluster, f"stopped by {self.user.name}"))
+        self.set_status(204)
+        self.finish()
+
+
+class ScaleHandler(BaseHandler):
+    async def post(self, name: str) -> None:
+        manager = self.service.manager
+        cluster = manager.get_cluster(self.user, name, action="scale")
+        body = self.json_body()
+        if "count" not in body:
+            raise Invalid('Scale expects a JSON body like {"count": 4}')
+        ok, msg = await manager.scale(cluster, body["count"], by=self.user.name)
+        self.write_json({"ok": ok, "msg": msg})
+
+
+class AdaptHandler(BaseHandler):
+    async def post(self, name: str) -> None:
+        manager = self.service.manager
+        cluster = manager.get_cluster(self.user, name, action="adapt")
+        body = self.json_body()
+        ok, msg = await manager.adapt(
+            cluster,
+            body.get("minimum"),
+            body.get("maximum"),
+            body.get("active", True),
+            by=self.user.name,
+        )
+        self.write_json({"ok": ok, "msg": msg})
+
+
+def routes(prefix: str) -> list[tuple[str, type]]:
+    return [
+        (prefix + r"api/health", HealthHandler),
+        (prefix + r"api/version", VersionHandler),
+        (prefix + r"api/v1/options", OptionsHandler),
+        (prefix + r"api/v1/clusters/", ClustersHandler),
+        (prefix + r"api/v1/clusters/([^/]+)", ClusterHandler),
+        (prefix + r"api/v1/clusters/([^/]+)/scale", ScaleHandler),
+        (prefix + r"api/v1/clusters/([^/]+)/adapt", AdaptHandler),
+    ]

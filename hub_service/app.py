@@ -1,0 +1,487 @@
+"""The hubgate service: a JupyterHub service that gives users Dask clusters.
+
+Started by the hub as a managed service (it reads the ``JUPYTERHUB_*`` environment the
+hub gives it) or run on its own as an external service. Configured with traitlets, from
+``hubgate_config.py`` (``hubgate generate-config`` writes one with every option).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from jupyterhub.traitlets import EntryPointType
+from tornado.httpserver import HTTPServer
+from tornado.web import Application as TornadoApplication
+from tornado.web import HTTPError
+from traitlets import Any as AnyTrait
+from traitlets import Bool, Dict, Float, Integer, List, Unicode, default, validate
+from traitlets.config import Application, catch_config_error
+
+from .._version import __version__
+from ..options import OptionSet
+from ..spawners.base import Backend
+from . import api_hubgate, api_v1
+from .agent_socket import AgentSocket
+from .auth import Authenticator, HubgateHubAuth, Unauthorized
+from .dashboard_proxy import (
+    AUTHORIZE_SETTING,
+    TARGET_SETTING,
+    check_dashboard_access,
+    dashboard_routes,
+)
+from .errors import ServiceError
+from .handlers_base import NotFoundHandler, OAuthCallbackHandler
+from .limits import UserLimits, limits_for
+from .manager import ClusterManager, ManagerSettings
+from .model import ClusterStatus, User
+from .pages import page_routes
+from .scheduler_proxy import SchedulerProxy
+from .secrets import SecretBox, load_or_create_keys
+from .store import ClusterStore
+
+log = logging.getLogger("hubgate")
+
+
+class HubgateService(Application):
+    name = "hubgate"
+    description = "A JupyterHub service that gives users Dask clusters (dask-gateway compatible)"
+    version = __version__
+
+    config_file = Unicode(
+        "hubgate_config.py",
+        config=True,
+        help="The configuration file to load (a traitlets Python config file).",
+    )
+
+    service_name = Unicode(
+        config=True,
+        help="""The JupyterHub service name. Defaults to $JUPYTERHUB_SERVICE_NAME, else
+        'dask-gateway', so that deployments moving from dask-gateway keep their URLs
+        (/services/dask-gateway/).""",
+    )
+
+    @default("service_name")
+    def _default_service_name(self) -> str:
+        return os.environ.get("JUPYTERHUB_SERVICE_NAME", "dask-gateway")
+
+    service_url = Unicode(
+        config=True,
+        help="""The URL the service listens on. Defaults to $JUPYTERHUB_SERVICE_URL (set by
+        the hub for managed services), else http://127.0.0.1:8789.""",
+    )
+
+    @default("service_url")
+    def _default_service_url(self) -> str:
+        return os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8789")
+
+    service_prefix = Unicode(
+        config=True,
+        help="""The URL path prefix of the service behind the hub's proxy. Defaults to
+        $JUPYTERHUB_SERVICE_PREFIX, else /services/<service_name>/.""",
+    )
+
+    @default("service_prefix")
+    def _default_service_prefix(self) -> str:
+        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{self.service_name}/")
+
+    @validate("service_prefix")
+    def _slashes(self, proposal: Any) -> str:
+        return "/" + proposal["value"].strip("/") + "/"
+
+    scheduler_proxy_address = Unicode(
+        "127.0.0.1:8786",
+        config=True,
+        help="""host:port of the scheduler proxy: one TLS port that routes each client
+        connection to its cluster's scheduler by SNI (daskgateway-<name>), without
+        terminating TLS. Clients reach it as gateway://<public host>:<port>.""",
+    )
+
+    public_proxy_address = Unicode(
+        config=True,
+        help="""The scheduler proxy's address as clients should use it
+        (gateway://host:port); shown in hubgate's own API. Defaults to
+        gateway://<scheduler_proxy_address>.""",
+    )
+
+    @default("public_proxy_address")
+    def _default_public_proxy(self) -> str:
+        return f"gateway://{self.scheduler_proxy_address}"
+
+    agent_url = Unicode(
+        config=True,
+        help="""The websocket URL schedulers use to report to the service. Defaults to the
+        service's own listening address (right when schedulers run on this host or can
+        reach it); set it to a URL through the hub's proxy for batch or Kubernetes
+        backends whose nodes cannot reach the service directly.""",
+    )
+
+    @default("agent_url")
+    def _default_agent_url(self) -> str:
+        url = urlparse(self.service_url)
+        scheme = "wss" if url.scheme == "https" else "ws"
+        return f"{scheme}://{url.netloc}{self.service_prefix}api/agent/ws"
+
+    data_dir = Unicode(
+        config=True,
+        help="""Folder for the service's own files: the SQLite database, the generated
+        encryption key and cookie secret. Defaults to $HUBGATE_DATA_DIR, else
+        ~/.local/share/hubgate.""",
+    )
+
+    @default("data_dir")
+    def _default_data_dir(self) -> str:
+        return os.environ.get("HUBGATE_DATA_DIR", str(Path.home() / ".local" / "share" / "hubgate"))
+
+    db_url = Unicode(
+        config=True,
+        help="""SQLAlchemy URL of the database that keeps the clusters, so that a restart
+        of the service loses none: a SQLite file by default
+        (sqlite:///<data_dir>/hubgate.sqlite), PostgreSQL for production
+        (postgresql+psycopg://user:password@host/db).""",
+    )
+
+    @default("db_url")
+    def _default_db_url(self) -> str:
+        return f"sqlite:///{Path(self.data_dir) / 'hubgate.sqlite'}"
+
+    encryption_keys = List(
+        Unicode(),
+        config=True,
+        help="""Fernet keys that encrypt secrets (cluster tokens, TLS keys) in the
+        database. The first encrypts, all decrypt (rotation). Defaults to
+        $HUBGATE_ENCRYPTION_KEYS (';'-separated); without either, a key is generated on
+        first run into <data_dir>/hubgate.key (mode 0600).""",
+    )
+
+    backend_class = EntryPointType(
+        default_value="hubgate.spawners.local.LocalBackend",
+        klass=Backend,
+        entry_point_group="hubgate.backends",
+        config=True,
+        help="""The backend that runs schedulers and workers: 'local' (processes on this
+        host, the default), 'slurm', 'pbs', 'sge', 'lsf', 'kubernetes', or an import
+        path of a Backend subclass.""",
+    )
+
+    cluster_options = AnyTrait(
+        config=True,
+        help="""The options users may set for their clusters: a hubgate.options.OptionSet,
+        or a callable (user) -> OptionSet (sync or async) for per-user or per-group
+        option sets. The user has .name, .admin and .groups.""",
+    )
+
+    @default("cluster_options")
+    def _default_cluster_options(self) -> OptionSet:
+        from ..options import standard_handler, worker_cores_field, worker_memory_field
+
+        return OptionSet(
+            worker_cores_field(default=1, max=4),
+            worker_memory_field(default=1, max=8),
+            handler=standard_handler,
+        )
+
+    cluster_config = Dict(
+        config=True,
+        help="""Defaults for every cluster's configuration, which the options handler's
+        result overrides: worker_cores, worker_memory (bytes or '2G'), scheduler_cores,
+        scheduler_memory, environment, worker_setup, python, image, idle_timeout
+        (seconds, 0 = never), max_workers, max_cores, max_memory (per-cluster limits),
+        and backend-specific keys (partition, account, ...).""",
+    )
+
+    user_limits = Dict(
+        config=True,
+        help="""Limits across all of a user's running clusters: {"max_clusters": 2,
+        "max_cores": 16, "max_memory": "64G"}. Omitted keys mean no limit.""",
+    )
+
+    group_limits = Dict(
+        config=True,
+        help="""Limits per hub group, like user_limits: {"students": {...}, "staff":
+        {...}}. A user in several groups gets the most generous of them; a user in
+        none gets user_limits.""",
+    )
+
+    per_user_limits = Dict(
+        config=True,
+        help="""Limits for named users, overriding their groups': {"alice": {...}}.""",
+    )
+
+    admin_groups = List(
+        Unicode(),
+        config=True,
+        help="""Hub groups whose members are admins of this service (besides the hub's
+        admins): they may list, scale and stop everyone's clusters.""",
+    )
+
+    require_access_scope = Bool(
+        True,
+        config=True,
+        help="""Require the token's access:services!service=<name> scope (the hub grants
+        it through roles). Turning this off lets any valid hub token in.""",
+    )
+
+    session_max_age = Float(
+        300.0,
+        config=True,
+        help="""Seconds the service's own session cookie stays valid after a
+        token-authenticated request (saves clients the 401 round trip).""",
+    )
+
+    cluster_start_timeout = Float(
+        60.0,
+        config=True,
+        help="Seconds a scheduler may take to start and report before the cluster FAILS.",
+    )
+
+    worker_start_timeout = Float(
+        60.0,
+        config=True,
+        help="Seconds a worker may take to start and connect before it counts as failed.",
+    )
+
+    worker_start_failure_limit = Integer(
+        3,
+        config=True,
+        help="Consecutive worker start failures after which the cluster is marked FAILED.",
+    )
+
+    poll_interval = Float(
+        1.0,
+        config=True,
+        help="""Seconds between polls of the backend for dead processes (one call for
+        all clusters). Agents report most changes at once; the poll catches the rest.""",
+    )
+
+    stopped_cluster_retention = Float(
+        24 * 3600.0,
+        config=True,
+        help="Seconds a stopped cluster's record (and its logs) stays visible.",
+    )
+
+    python = Unicode(
+        sys.executable,
+        config=True,
+        help="""The Python interpreter that runs schedulers and workers (must have
+        hubgate and distributed installed). A cluster's 'python' config overrides it.""",
+    )
+
+    stop_clusters_on_shutdown = Bool(
+        False,
+        config=True,
+        help="""Stop every cluster when the service stops. Off by default: clusters
+        outlive a restart of the service and are picked up again.""",
+    )
+
+    hub_token_url = Unicode(
+        config=True,
+        help="Where users make API tokens, shown in error messages (default: <hub>/hub/token).",
+    )
+
+    @default("hub_token_url")
+    def _default_hub_token_url(self) -> str:
+        base = os.environ.get("JUPYTERHUB_BASE_URL", "/")
+        return base.rstrip("/") + "/hub/token"
+
+    aliases = {
+        "config": "HubgateService.config_file",
+        "log-level": "Application.log_level",
+    }
+
+    # --- set-up -----------------------------------------------------------------------
+
+    @catch_config_error
+    def initialize(self, argv: list[str] | None = None) -> None:
+        super().initialize(argv)
+        if self.config_file and Path(self.config_file).exists():
+            self.load_config_file(self.config_file)
+        self.log.setLevel(self.log_level)
+        logging.getLogger("hubgate").setLevel(self.log_level)
+        for name in ("hubgate", "tornado.access"):
+            logging.getLogger(name).handlers = self.log.handlers
+            logging.getLogger(name).propagate = False
+
+    def cluster_defaults(self) -> dict[str, Any]:
+        return dict(self.cluster_config)
+
+    def limits_for(self, user: User) -> UserLimits:
+        return limits_for(user, self.user_limits, self.group_limits, self.per_user_limits)
+
+    def _cookie_secret(self) -> bytes:
+        path = Path(self.data_dir) / "cookie_secret"
+        if path.exists():
+            return path.read_bytes().strip()
+        value = secrets.token_hex(32).encode()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as f:
+            f.write(value)
+        return value
+
+    async def start_service(self) -> None:
+        """Open the database, take over surviving clusters, listen."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(
+            None, lambda: Path(self.data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
+        )
+        keys = await loop.run_in_executor(
+            None,
+            load_or_create_keys,
+            list(self.encryption_keys),
+            Path(self.data_dir) / "hubgate.key",
+        )
+        self.store = ClusterStore(self.db_url, SecretBox(keys))
+        await self.store.open()
+
+        self.hub_auth = HubgateHubAuth(
+            api_url=os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
+            cache_max_age=60,
+        )
+        self.authenticator = Authenticator(
+            self.hub_auth,
+            service_name=self.service_name,
+            service_prefix=self.service_prefix,
+            require_scope=self.require_access_scope,
+            admin_groups=set(self.admin_groups),
+            session_max_age=self.session_max_age,
+            hub_login_hint=self.hub_token_url,
+        )
+
+        host, _, port = self.scheduler_proxy_address.rpartition(":")
+        self.scheduler_proxy = SchedulerProxy(host or "127.0.0.1", int(port))
+        await self.scheduler_proxy.start()
+
+        self.backend = self.backend_class(parent=self, log=self.log)
+        await self.backend.setup()
+        self.manager = ClusterManager(
+            backend=self.backend,
+            store=self.store,
+            routes=self.scheduler_proxy,
+            settings=ManagerSettings(
+                service_prefix=self.service_prefix,
+                agent_url=self.agent_url,
+                python=self.python,
+                cluster_start_timeout=self.cluster_start_timeout,
+                worker_start_timeout=self.worker_start_timeout,
+                worker_start_failure_limit=self.worker_start_failure_limit,
+                poll_interval=self.poll_interval,
+                stopped_cluster_retention=self.stopped_cluster_retention,
+                limits_for=self.limits_for,
+            ),
+        )
+        await self.manager.start()
+
+        self.web_app = self._make_web_app()
+        url = urlparse(self.service_url)
+        self.http_server = HTTPServer(self.web_app, xheaders=True)
+        self.http_server.listen(url.port or 80, url.hostname or "127.0.0.1")
+        self.log.info(
+            "hubgate %s: service at %s%s, scheduler proxy at %s, backend %s",
+            __version__,
+            self.service_url.rstrip("/"),
+            self.service_prefix,
+            self.scheduler_proxy.address,
+            type(self.backend).__name__,
+        )
+
+    def _make_web_app(self) -> TornadoApplication:
+        prefix = self.service_prefix
+        handlers: list[Any] = []
+        handlers += dashboard_routes(prefix)
+        handlers += api_v1.routes(prefix)
+        handlers += api_hubgate.routes(prefix)
+        handlers += [(prefix + "api/agent/ws", AgentSocket)]
+        handlers += page_routes(prefix)
+        handlers += [
+            (
+                prefix + "static/(.*)",
+                StaticFileHandler,
+                {"path": str(Path(__file__).parent / "static")},
+            ),
+            (prefix + ".*", NotFoundHandler),
+        ]
+        return TornadoApplication(
+            handlers,
+            hubgate_service=self,
+            hub_auth=self.hub_auth,
+            cookie_secret=self._cookie_secret(),
+            login_url=self.hub_auth.login_url,
+            **{
+                TARGET_SETTING: self._dashboard_target,
+                AUTHORIZE_SETTING: self._authorize_dashboard,
+            },
+            websocket_ping_interval=30,
+        )
+
+    def _dashboard_target(self, name: str) -> str | None:
+        cluster = self.manager.clusters.get(name)
+        if cluster is None or cluster.status is not ClusterStatus.RUNNING:
+            return None
+        return cluster.dashboard_address or None
+
+    async def _authorize_dashboard(self, handler: Any, name: str) -> None:
+        try:
+            user = await self.authenticator.authenticate(handler)
+        except Unauthorized:
+            websocket = handler.request.headers.get("Upgrade", "").lower() == "websocket"
+            if handler.request.method in ("GET", "HEAD") and not websocket:
+                handler.redirect(handler.get_login_url())
+                return
+            raise HTTPError(401, "%s", "Log in to JupyterHub to open this dashboard.") from None
+        except ServiceError as exc:
+            raise HTTPError(exc.status_code, "%s", exc.message) from None
+        cluster = self.manager.clusters.get(name)
+        owner = cluster.username if cluster and cluster.status is ClusterStatus.RUNNING else None
+        check_dashboard_access(name, owner, user.name, user.admin)
+
+    async def stop_service(self) -> None:
+        self.log.info("hubgate stopping")
+        if hasattr(self, "http_server"):
+            self.http_server.stop()
+        if hasattr(self, "manager"):
+            if self.stop_clusters_on_shutdown:
+                await asyncio.gather(
+                    *(
+                        self.manager.stop_cluster(c, "stopped because the service stopped")
+                        for c in list(self.manager.clusters.values())
+                        if c.status.active
+                    )
+                )
+            await self.manager.close()
+        if hasattr(self, "backend"):
+            await self.backend.cleanup()
+        if hasattr(self, "scheduler_proxy"):
+            await self.scheduler_proxy.stop()
+        if hasattr(self, "store"):
+            await self.store.close()
+
+    async def run(self) -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await self.start_service()
+        try:
+            await stop.wait()
+        finally:
+            await self.stop_service()
+
+    def start(self) -> None:
+        asyncio.run(self.run())
+
+
+def main(argv: list[str] | None = None) -> None:
+    app = HubgateService.instance()
+    app.initialize(argv)
+    app.start()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""The resolved configuration of one cluster: what the options handler produced.
+
+The handler (or, without one, the options themselves) returns a plain dict; this module
+turns it into a typed object and says clearly what is wrong with it. Keys it does not
+know go to ``resources``, which the backend reads (partition, account, instance type...).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+GIB = 2**30
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 2**10,
+    "kb": 10**3,
+    "kib": 2**10,
+    "m": 2**20,
+    "mb": 10**6,
+    "mib": 2**20,
+    "g": GIB,
+    "gb": 10**9,
+    "gib": GIB,
+    "t": 2**40,
+    "tb": 10**12,
+    "tib": 2**40,
+}
+
+
+class ConfigError(ValueError):
+    """The options handler produced something hubgate cannot run."""
+
+
+def parse_memory(value: Any, what: str) -> int:
+    """Bytes from a number of bytes or a string with a unit (``"2G"``, ``"512 MiB"``), as
+    in dask-gateway's ``ClusterConfig``."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{what} must be a number of bytes or a size like '2G', got {value!r}")
+    if isinstance(value, int | float):
+        if value < 2**20:
+            raise ConfigError(
+                f"{what} is in bytes and must be at least 1 MiB, got {value!r} "
+                "(write '2G' for 2 GiB)"
+            )
+        return int(value)
+    if isinstance(value, str):
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", value)
+        if m and m.group(2).lower() in _UNITS:
+            size = int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+            if size > 0:
+                return size
+    raise ConfigError(f"{what} must be a number of bytes or a size like '2G', got {value!r}")
+
+
+def _positive_number(value: Any, what: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(f"{what} must be a positive number, got {value!r}")
+    return value
+
+
+@dataclass
+class ClusterConfig:
+    worker_cores: float = 1
+    worker_memory: int = 2 * GIB
+    scheduler_cores: float = 1
+    scheduler_memory: int = 2 * GIB
+    environment: dict[str, str] = field(default_factory=dict)
+    worker_setup: str | None = None
+    # the interpreter to run (local and batch backends): a Python environment's python
+    python: str | None = None
+    image: str | None = None
+    # seconds without tasks or requests before the cluster is stopped; 0 = never
+    idle_timeout: float = 0
+    max_workers: int | None = None
+    max_cores: float | None = None
+    max_memory: int | None = None
+    resources: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def worker_threads(self) -> int:
+        return max(1, int(self.worker_cores))
+
+    def effective_max_workers(self) -> int | None:
+        """The most workers this cluster may have under its per-cluster limits."""
+        bounds = []
+        if self.max_workers is not None:
+            bounds.append(self.max_workers)
+        if self.max_cores is not None:
+            bounds.append(int(self.max_cores // self.worker_cores))
+        if self.max_memory is not None:
+            bounds.append(int(self.max_memory // self.worker_memory))
+        return max(0, min(bounds)) if bounds else None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> ClusterConfig:
+        return cls(**data)
+
+    @classmethod
+    def from_handler_output(
+        cls, data: dict[str, Any], defaults: dict[str, Any] | None = None
+    ) -> ClusterConfig:
+        """Validate the dict an options handler returned, on top of service defaults."""
+        merged = dict(defaults or {})
+        merged.update(data)
+        cfg = cls()
+        resources: dict[str, Any] = {}
+        for key, value in merged.items():
+            if value is None:
+                continue
+            if key in ("worker_cores", "scheduler_cores"):
+                setattr(cfg, key, _positive_number(value, key))
+            elif key in ("worker_memory", "scheduler_memory"):
+                setattr(cfg, key, parse_memory(value, key))
+            elif key == "environment":
+                if not isinstance(value, dict):
+                    raise ConfigError(f"environment must be a mapping, got {type(value).__name__}")
+                cfg.environment = {str(k): str(v) for k, v in value.items()}
+            elif key in ("worker_setup", "python", "image"):
+                if not isinstance(value, str):
+                    raise ConfigError(f"{key} must be a string, got {value!r}")
+                setattr(cfg, key, value or None)
+            elif key == "idle_timeout":
+                if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+                    raise ConfigError(f"idle_timeout must be seconds >= 0, got {value!r}")
+                cfg.idle_timeout = float(value)
+            elif key == "max_workers":
+                if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                    raise ConfigError(f"max_workers must be an integer >= 0, got {value!r}")
+                cfg.max_workers = value
+            elif key == "max_cores":
+                cfg.max_cores = _positive_number(value, key)
+            elif key == "max_memory":
+                cfg.max_memory = parse_memory(value, key)
+            elif key == "resources" and isinstance(value, dict):
+                resources.update(value)
+            else:
+                resources[key] = value
+        cfg.resources = resources
+        return cfg

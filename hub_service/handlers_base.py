@@ -1,0 +1,131 @@
+"""What every HTTP handler of the service shares: authentication and JSON errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import TYPE_CHECKING, Any
+
+from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
+from tornado.web import HTTPError, RequestHandler
+
+from .errors import ServiceError
+from .model import User
+
+if TYPE_CHECKING:
+    from .app import HubgateService
+
+log = logging.getLogger("hubgate.api")
+
+
+class BaseHandler(HubOAuthenticated, RequestHandler):
+    """Authenticates in ``prepare`` (unless ``public``) and answers errors as
+    ``{"error": message}``."""
+
+    public = False
+    user: User
+
+    @property
+    def service(self) -> HubgateService:
+        return self.settings["hubgate_service"]
+
+    @property
+    def hub_auth(self) -> Any:  # type: ignore[override]
+        return self.settings["hub_auth"]
+
+    @hub_auth.setter
+    def hub_auth(self, value: Any) -> None:
+        pass
+
+    def get_current_user(self) -> Any:
+        # set by prepare(); never the blocking lookup of the mixin
+        return getattr(self, "_hub_auth_user_cache", None)
+
+    def set_default_headers(self) -> None:
+        self.set_header("Cache-Control", "no-store")
+
+    async def prepare(self) -> None:
+        if self.public:
+            return
+        try:
+            self.user = await self.service.authenticator.authenticate(self)
+        except ServiceError as exc:
+            if exc.status_code == 401:
+                self.set_header("WWW-Authenticate", 'token realm="JupyterHub"')
+            self.send_error_json(exc.status_code, exc.message)
+            return
+        self._hub_auth_user_cache = {"name": self.user.name}
+        self.service.manager.remember_user(self.user)
+
+    def send_error_json(self, status: int, message: str) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": message}))
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data))
+
+    def json_body(self) -> dict[str, Any]:
+        """The request's JSON object; an empty body is an empty object."""
+        if not self.request.body.strip():
+            return {}
+        try:
+            data = json.loads(self.request.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise ServiceError(f"The request body is not valid JSON: {exc}", 400) from None
+        if not isinstance(data, dict):
+            raise ServiceError(
+                f"The request body must be a JSON object, got {type(data).__name__}", 400
+            )
+        return data
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, ServiceError):
+            log.info(
+                "%s %s -> %s: %s",
+                self.request.method,
+                self.request.path,
+                value.status_code,
+                value.message,
+            )
+            return
+        super().log_exception(typ, value, tb)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, ServiceError):
+            self.set_status(exc.status_code)
+            message = exc.message
+        elif isinstance(exc, HTTPError) and exc.log_message:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        elif status_code == 405:
+            message = f"{self.request.method} is not allowed on {self.request.path}"
+        elif status_code >= 500:
+            message = "The service failed to handle this request; the error is in its log"
+        else:
+            message = self._reason
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": message}))
+
+
+class NotFoundHandler(BaseHandler):
+    """Unknown paths under the service: a JSON 404 that points at the API."""
+
+    public = True
+
+    def prepare(self) -> None:  # type: ignore[override]
+        prefix = self.service.service_prefix
+        self.send_error_json(
+            404,
+            f"Not found: {self.request.path}. The API is under {prefix}api/ "
+            f"(see {prefix}api/openapi.json)",
+        )
+
+
+class OAuthCallbackHandler(HubOAuthCallbackHandler):
+    """Completes the hub's OAuth login of a browser (the admin page, dashboards)."""
+
+    def initialize(self) -> None:
+        self.hub_auth = self.settings["hub_auth"]

@@ -1,0 +1,121 @@
+"""Per-user and per-group limits across all of a user's clusters."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .cluster_config import GIB, ClusterConfig, parse_memory
+from .model import Cluster, User
+
+
+@dataclass(frozen=True)
+class UserLimits:
+    """How much one user may hold at once, over all their active clusters.
+    ``None`` means no limit."""
+
+    max_clusters: int | None = None
+    max_cores: float | None = None
+    max_memory: int | None = None  # bytes
+
+    @classmethod
+    def from_config(cls, data: dict[str, Any]) -> UserLimits:
+        unknown = set(data) - {"max_clusters", "max_cores", "max_memory"}
+        if unknown:
+            raise ValueError(
+                f"Unknown limit(s) {sorted(unknown)}; use max_clusters, max_cores, max_memory"
+            )
+        mem = data.get("max_memory")
+        return cls(
+            max_clusters=data.get("max_clusters"),
+            max_cores=data.get("max_cores"),
+            max_memory=None if mem is None else parse_memory(mem, "max_memory"),
+        )
+
+    def most_generous(self, other: UserLimits) -> UserLimits:
+        """Combine the limits of two groups a user belongs to: the larger one wins."""
+
+        def pick(a: Any, b: Any) -> Any:
+            if a is None or b is None:
+                return None
+            return max(a, b)
+
+        return UserLimits(
+            pick(self.max_clusters, other.max_clusters),
+            pick(self.max_cores, other.max_cores),
+            pick(self.max_memory, other.max_memory),
+        )
+
+
+def limits_for(
+    user: User,
+    default: dict[str, Any],
+    groups: dict[str, dict[str, Any]],
+    users: dict[str, dict[str, Any]],
+) -> UserLimits:
+    """A user's own limits if configured, else the most generous of their groups',
+    else the default."""
+    if user.name in users:
+        return UserLimits.from_config(users[user.name])
+    group_limits = [UserLimits.from_config(groups[g]) for g in user.groups if g in groups]
+    if group_limits:
+        result = group_limits[0]
+        for extra in group_limits[1:]:
+            result = result.most_generous(extra)
+        return result
+    return UserLimits.from_config(default)
+
+
+@dataclass(frozen=True)
+class Usage:
+    clusters: int
+    cores: float
+    memory: int
+
+    def describe(self) -> str:
+        return (
+            f"{self.clusters} cluster(s), {self.cores:g} cores and "
+            f"{self.memory / GIB:.3g} GiB in use"
+        )
+
+
+def usage_of(clusters: list[Cluster]) -> Usage:
+    """Resources held by these clusters: their schedulers and live workers."""
+    active = [c for c in clusters if c.status.active]
+    cores = 0.0
+    memory = 0
+    for c in active:
+        n = len(c.live_workers())
+        cores += c.config.scheduler_cores + n * c.config.worker_cores
+        memory += c.config.scheduler_memory + n * c.config.worker_memory
+    return Usage(len(active), cores, memory)
+
+
+def check_new_cluster(limits: UserLimits, usage: Usage, config: ClusterConfig) -> str | None:
+    """Why a new cluster would exceed the user's limits, or None."""
+    if limits.max_clusters is not None and usage.clusters + 1 > limits.max_clusters:
+        return (
+            f"You may run at most {limits.max_clusters} cluster(s) at once and already have "
+            f"{usage.clusters}; stop one (gateway.stop_cluster(name)) before creating another"
+        )
+    if limits.max_cores is not None and usage.cores + config.scheduler_cores > limits.max_cores:
+        return (
+            f"A new cluster needs {config.scheduler_cores:g} core(s) for its scheduler, but your "
+            f"limit is {limits.max_cores:g} cores with {usage.describe()}"
+        )
+    if limits.max_memory is not None and usage.memory + config.scheduler_memory > limits.max_memory:
+        return (
+            f"A new cluster needs {config.scheduler_memory / GIB:.3g} GiB for its scheduler, but "
+            f"your limit is {limits.max_memory / GIB:.3g} GiB with {usage.describe()}"
+        )
+    return None
+
+
+def max_extra_workers(limits: UserLimits, usage: Usage, config: ClusterConfig) -> int | None:
+    """How many more workers of this cluster's size fit under the user's limits."""
+    bounds = []
+    if limits.max_cores is not None:
+        bounds.append(int((limits.max_cores - usage.cores) // config.worker_cores))
+    if limits.max_memory is not None:
+        bounds.append(int((limits.max_memory - usage.memory) // config.worker_memory))
+    return max(0, min(bounds)) if bounds else None

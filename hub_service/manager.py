@@ -1,0 +1,780 @@
+"""The cluster manager: the one place that decides what should run, and makes it so.
+
+API handlers record intent (create, scale, adapt, stop); the scheduler agents report
+what happens (ready, worker joined/left, activity); one reconciler per cluster compares
+the two and calls the backend. A single loop polls the backend for all processes at
+once (one call, however many clusters) to notice deaths the agents cannot report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..spawners.base import Backend, BackendError, Phase, ProcessSpec, ProcessStatus
+from .cluster_config import ClusterConfig
+from .errors import Conflict, Forbidden, Invalid, LimitExceeded, NotFound, ServiceError
+from .limits import UserLimits, check_new_cluster, max_extra_workers, usage_of
+from .model import Cluster, ClusterStatus, User, Worker, WorkerStatus
+from .store import ClusterStore
+from .tls import agenerate_cluster_credentials
+
+log = logging.getLogger("hubgate.manager")
+
+
+class AgentConnection(Protocol):
+    def send(self, message: dict[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class RouteTable(Protocol):
+    def set_route(self, name: str, target: str) -> None: ...
+
+    def remove_route(self, name: str) -> None: ...
+
+
+@dataclass
+class ManagerSettings:
+    service_prefix: str  # "/services/dask-gateway/"
+    agent_url: str  # ws://.../api/agent/ws
+    python: str = sys.executable
+    cluster_start_timeout: float = 60.0
+    worker_start_timeout: float = 60.0
+    worker_start_failure_limit: int = 3
+    poll_interval: float = 1.0
+    adaptive_max_workers: int = 100
+    stopped_cluster_retention: float = 24 * 3600.0
+    log_lines: int = 30
+    limits_for: Callable[[User], UserLimits] = field(default=lambda user: UserLimits())
+
+
+def _status_text(status: ProcessStatus) -> str:
+    return status.reason or "exited"
+
+
+class ClusterManager:
+    def __init__(
+        self,
+        *,
+        backend: Backend,
+        store: ClusterStore,
+        routes: RouteTable,
+        settings: ManagerSettings,
+    ):
+        self.backend = backend
+        self.store = store
+        self.routes = routes
+        self.settings = settings
+        self.clusters: dict[str, Cluster] = {}
+        self.agents: dict[str, AgentConnection] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._dirty: set[str] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._poll_now = asyncio.Event()
+        self._closing = False
+        self._user_cache: dict[str, User] = {}
+
+    # --- lifecycle ------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Load clusters from the database and take over the ones still running."""
+        for cluster in await self.store.load_all():
+            self.clusters[cluster.name] = cluster
+            if cluster.status.final:
+                continue
+            if cluster.scheduler_address and cluster.status is ClusterStatus.RUNNING:
+                self.routes.set_route(cluster.name, _host_port(cluster.scheduler_address))
+            if cluster.status is ClusterStatus.STOPPING:
+                self._spawn(self._finish_stop(cluster))
+        # The first poll says which of them survived while the service was down.
+        await self._poll_once()
+        for cluster in self.clusters.values():
+            if cluster.status.active:
+                self._kick(cluster)
+        self._loop_task = asyncio.create_task(self._background_loop())
+
+    async def close(self) -> None:
+        self._closing = True
+        if self._loop_task:
+            self._loop_task.cancel()
+            try:
+                await self._loop_task
+            except asyncio.CancelledError:
+                pass
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for conn in list(self.agents.values()):
+            conn.close()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("Background task failed", exc_info=task.exception())
+
+    def _persist(self, cluster: Cluster) -> None:
+        cluster.notify()
+        self._spawn(self.store.save(cluster))
+
+    # --- queries --------------------------------------------------------------------
+
+    def visible_clusters(
+        self, user: User, statuses: set[ClusterStatus] | None, all_users: bool = False
+    ) -> list[Cluster]:
+        if all_users and not user.admin:
+            raise Forbidden(
+                f"Only admins may list all users' clusters; {user.name} is not an admin"
+            )
+        wanted = statuses or {ClusterStatus.PENDING, ClusterStatus.RUNNING}
+        return sorted(
+            (
+                c
+                for c in self.clusters.values()
+                if c.status in wanted and (all_users or c.username == user.name)
+            ),
+            key=lambda c: c.created,
+        )
+
+    def get_cluster(self, user: User, name: str, action: str = "view") -> Cluster:
+        cluster = self.clusters.get(name)
+        if cluster is None:
+            raise NotFound(f"Cluster {name} not found")
+        if not user.may_manage(cluster):
+            raise Forbidden(f"User {user.name} lacks permissions to {action} cluster {name}")
+        cluster.last_request = time.time()
+        return cluster
+
+    async def wait_for_change(self, cluster: Cluster, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(cluster.changed.wait(), timeout)
+        except TimeoutError:
+            pass
+
+    # --- create ---------------------------------------------------------------------
+
+    async def create_cluster(
+        self, user: User, options: dict[str, Any], config: ClusterConfig
+    ) -> Cluster:
+        limits = self.settings.limits_for(user)
+        mine = [c for c in self.clusters.values() if c.username == user.name]
+        problem = check_new_cluster(limits, usage_of(mine), config)
+        if problem:
+            raise LimitExceeded(problem)
+        name = uuid.uuid4().hex
+        credentials = await agenerate_cluster_credentials(name)
+        cluster = Cluster(
+            name=name,
+            username=user.name,
+            options=options,
+            config=config,
+            token=secrets.token_urlsafe(32),
+            credentials=credentials,
+        )
+        cluster.add_event(f"created by {user.name}")
+        self.clusters[name] = cluster
+        self._persist(cluster)
+        self._spawn(self._start_scheduler(cluster))
+        return cluster
+
+    def _base_env(self, cluster: Cluster) -> dict[str, str]:
+        env = dict(cluster.config.environment)
+        env.update(
+            HUBGATE_CLUSTER_NAME=cluster.name,
+            HUBGATE_LISTEN_HOST=self.backend.listen_host,
+        )
+        return env
+
+    def _resources(self, cluster: Cluster) -> dict[str, Any]:
+        res = dict(cluster.config.resources)
+        if cluster.config.python:
+            res["python"] = cluster.config.python
+        if cluster.config.image:
+            res["image"] = cluster.config.image
+        return res
+
+    async def _start_scheduler(self, cluster: Cluster) -> None:
+        env = self._base_env(cluster)
+        env.update(
+            HUBGATE_AGENT_URL=self.settings.agent_url,
+            HUBGATE_DASHBOARD_PREFIX=f"{self.settings.service_prefix.rstrip('/')}/clusters/{cluster.name}",
+        )
+        files = cluster.credentials.credentials_files("scheduler")
+        files["token"] = cluster.token.encode()
+        spec = ProcessSpec(
+            cluster_name=cluster.name,
+            role="scheduler",
+            name="scheduler",
+            username=cluster.username,
+            argv=[self.settings.python, "-m", "hubgate.cluster_process", "scheduler"],
+            env=env,
+            files=files,
+            cores=cluster.config.scheduler_cores,
+            memory=cluster.config.scheduler_memory,
+            setup=cluster.config.worker_setup,
+            resources=self._resources(cluster),
+        )
+        try:
+            state = await asyncio.wait_for(
+                self.backend.start(spec), self.settings.cluster_start_timeout
+            )
+        except BackendError as exc:
+            await self.stop_cluster(cluster, f"The scheduler could not be started: {exc}", True)
+            return
+        except TimeoutError:
+            await self.stop_cluster(
+                cluster,
+                f"The backend did not start the scheduler within "
+                f"{self.settings.cluster_start_timeout:g} s",
+                failed=True,
+            )
+            return
+        except Exception as exc:
+            log.exception("Starting the scheduler of %s failed", cluster.name)
+            await self.stop_cluster(cluster, f"The scheduler could not be started: {exc}", True)
+            return
+        if cluster.status is not ClusterStatus.PENDING:
+            # stopped while we were starting it
+            await self._stop_process(state)
+            return
+        cluster.scheduler_state = state
+        cluster.add_event("scheduler submitted to the backend")
+        self._persist(cluster)
+
+    # --- scale / adapt ------------------------------------------------------------------
+
+    def _worker_ceiling(self, cluster: Cluster) -> int | None:
+        """The most workers the cluster may have: its own limits and its owner's."""
+        bounds = []
+        own = cluster.config.effective_max_workers()
+        if own is not None:
+            bounds.append(own)
+        owner = self._owner(cluster)
+        others = [
+            c for c in self.clusters.values() if c.username == cluster.username and c is not cluster
+        ]
+        extra = max_extra_workers(
+            self.settings.limits_for(owner),
+            usage_of(others + [_scheduler_only(cluster)]),
+            cluster.config,
+        )
+        if extra is not None:
+            bounds.append(extra)
+        return min(bounds) if bounds else None
+
+    def _owner(self, cluster: Cluster) -> User:
+        return self._user_cache.get(cluster.username, User(cluster.username))
+
+    def remember_user(self, user: User) -> None:
+        self._user_cache[user.name] = user
+
+    def _check_scalable(self, cluster: Cluster) -> None:
+        if not cluster.status.active:
+            raise Conflict(f"Cluster {cluster.name} is not running (it is {cluster.status.value})")
+
+    async def scale(self, cluster: Cluster, count: Any, by: str) -> tuple[bool, str | None]:
+        if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+            raise Invalid(f"Scale expects a non-negative integer, got {count!r}")
+        self._check_scalable(cluster)
+        ok, msg = True, None
+        ceiling = self._worker_ceiling(cluster)
+        if ceiling is not None and count > ceiling:
+            ok = False
+            msg = (
+                f"Scale request of {count} workers would exceed resource limit of "
+                f"{ceiling} workers. Scaling to {ceiling} instead."
+            )
+            count = ceiling
+        cluster.adaptive.active = False
+        cluster.requested_workers = count
+        cluster.add_event(f"scaled to {count} worker(s) by {by}")
+        self._persist(cluster)
+        self._kick(cluster)
+        return ok, msg
+
+    async def adapt(
+        self, cluster: Cluster, minimum: Any, maximum: Any, active: Any, by: str
+    ) -> tuple[bool, str | None]:
+        for label, value in (("minimum", minimum), ("maximum", maximum)):
+            if value is not None and (
+                isinstance(value, bool) or not isinstance(value, int) or value < 0
+            ):
+                raise Invalid(f"Adapt expects {label} to be a non-negative integer, got {value!r}")
+        if not isinstance(active, bool):
+            raise Invalid(f"Adapt expects active to be true or false, got {active!r}")
+        self._check_scalable(cluster)
+        if not active:
+            cluster.adaptive.active = False
+            cluster.add_event(f"adaptive scaling turned off by {by}")
+            self._persist(cluster)
+            return True, None
+        minimum = minimum or 0
+        ceiling = self._worker_ceiling(cluster)
+        if maximum is None:
+            maximum = ceiling if ceiling is not None else self.settings.adaptive_max_workers
+        if minimum > maximum:
+            raise Invalid(f"Adapt minimum ({minimum}) must not exceed maximum ({maximum})")
+        ok, msg = True, None
+        if ceiling is not None and maximum > ceiling:
+            new_max, new_min = ceiling, min(minimum, ceiling)
+            ok = False
+            msg = (
+                f"Adapt with `maximum={maximum}, minimum={minimum}` workers would exceed "
+                f"resource limit of {ceiling} workers. Using `maximum={new_max}, "
+                f"minimum={new_min}` instead."
+            )
+            minimum, maximum = new_min, new_max
+        cluster.adaptive.active = True
+        cluster.adaptive.minimum = minimum
+        cluster.adaptive.maximum = maximum
+        cluster.adaptive.recent_targets.clear()
+        cluster.requested_workers = min(max(cluster.requested_workers, minimum), maximum)
+        cluster.add_event(f"adaptive scaling between {minimum} and {maximum} by {by}")
+        self._persist(cluster)
+        self._kick(cluster)
+        return ok, msg
+
+    def renew_lease(self, cluster: Cluster, seconds: Any) -> None:
+        if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+            raise Invalid(f"Lease expects seconds >= 0, got {seconds!r}")
+        if seconds > 3600:
+            raise Invalid("A lease may last at most 3600 seconds; renew it more often")
+        cluster.lease_expires = time.time() + seconds if seconds else None
+        self._persist(cluster)
+
+    # --- stop -------------------------------------------------------------------------
+
+    async def stop_cluster(self, cluster: Cluster, reason: str, failed: bool = False) -> None:
+        """Stop everything of the cluster; returns when it is all gone."""
+        if cluster.status.final or cluster.status is ClusterStatus.STOPPING:
+            return
+        cluster.status = ClusterStatus.STOPPING
+        cluster.reason = reason
+        cluster.add_event(reason)
+        cluster.adaptive.active = False
+        self._persist(cluster)
+        await self._finish_stop(cluster, failed)
+
+    async def _finish_stop(self, cluster: Cluster, failed: bool = False) -> None:
+        self.routes.remove_route(cluster.name)
+        conn = self.agents.pop(cluster.name, None)
+        if conn is not None:
+            conn.close()
+        stops = []
+        for worker in cluster.workers.values():
+            if worker.status in (WorkerStatus.STOPPED, WorkerStatus.FAILED):
+                continue
+            worker.status = WorkerStatus.STOPPING
+            stops.append(self._stop_process(worker.state))
+        if cluster.scheduler_state:
+            stops.append(self._stop_process(cluster.scheduler_state))
+        await asyncio.gather(*stops)
+        now = time.time()
+        for worker in cluster.workers.values():
+            if worker.status is WorkerStatus.STOPPING:
+                worker.status = WorkerStatus.STOPPED
+                worker.stopped = now
+        cluster.status = ClusterStatus.FAILED if failed else ClusterStatus.STOPPED
+        cluster.stopped = now
+        self._persist(cluster)
+
+    async def _stop_process(self, state: dict[str, Any]) -> None:
+        if not state:
+            return
+        try:
+            await self.backend.stop(state)
+        except Exception:
+            log.exception("Stopping a process failed: %s", state)
+
+    # --- the scheduler agent ------------------------------------------------------------
+
+    def agent_connected(self, cluster: Cluster, conn: AgentConnection) -> None:
+        old = self.agents.get(cluster.name)
+        if old is not None and old is not conn:
+            old.close()
+        self.agents[cluster.name] = conn
+
+    def agent_disconnected(self, cluster: Cluster, conn: AgentConnection) -> None:
+        if self.agents.get(cluster.name) is conn:
+            del self.agents[cluster.name]
+            if cluster.status.active and not self._closing:
+                # A scheduler that died closes its websocket first: look now.
+                self._poll_now.set()
+
+    async def on_agent_message(self, cluster: Cluster, msg: dict[str, Any]) -> None:
+        kind = msg.get("type")
+        if not cluster.status.active:
+            return
+        if kind == "hello":
+            self._on_hello(cluster, msg)
+        elif kind == "worker_added":
+            self._on_worker_added(cluster, msg)
+        elif kind == "worker_removed":
+            self._on_worker_removed(cluster, msg)
+        elif kind == "activity":
+            self._on_activity(cluster, msg)
+        else:
+            log.warning("Unknown agent message %r from cluster %s", kind, cluster.name)
+
+    def _on_hello(self, cluster: Cluster, msg: dict[str, Any]) -> None:
+        cluster.scheduler_address = str(msg.get("scheduler_address") or "")
+        cluster.dashboard_address = str(msg.get("dashboard_address") or "")
+        cluster.versions = msg.get("versions") or {}
+        if cluster.scheduler_address:
+            self.routes.set_route(cluster.name, _host_port(cluster.scheduler_address))
+        if cluster.status is ClusterStatus.PENDING:
+            cluster.status = ClusterStatus.RUNNING
+            cluster.started = time.time()
+            cluster.idle_since = cluster.started
+            cluster.add_event("scheduler ready")
+        connected = {w.get("name"): w for w in msg.get("workers") or []}
+        for worker in cluster.workers.values():
+            info = connected.get(worker.name)
+            if info is not None:
+                self._mark_running(worker, info)
+            elif worker.status is WorkerStatus.RUNNING:
+                # it left while nobody was listening
+                worker.status = WorkerStatus.FAILED
+                worker.reason = "disconnected from the scheduler"
+                worker.stopped = time.time()
+                self._spawn(self._stop_process(worker.state))
+        self._persist(cluster)
+        self._kick(cluster)
+
+    @staticmethod
+    def _mark_running(worker: Worker, info: dict[str, Any]) -> None:
+        worker.status = WorkerStatus.RUNNING
+        worker.address = str(info.get("address") or "")
+        worker.nthreads = int(info.get("nthreads") or 0)
+        worker.memory_limit = int(info.get("memory_limit") or 0)
+
+    def _on_worker_added(self, cluster: Cluster, msg: dict[str, Any]) -> None:
+        worker = cluster.workers.get(str(msg.get("name")))
+        if worker is None or not worker.status.live:
+            log.info("Cluster %s: ignoring unknown worker %s", cluster.name, msg.get("name"))
+            return
+        self._mark_running(worker, msg)
+        cluster.worker_failures = 0
+        self._persist(cluster)
+
+    def _on_worker_removed(self, cluster: Cluster, msg: dict[str, Any]) -> None:
+        worker = cluster.workers.get(str(msg.get("name")))
+        if worker is None or worker.status in (WorkerStatus.STOPPED, WorkerStatus.FAILED):
+            return
+        worker.stopped = time.time()
+        if worker.retiring or msg.get("expected"):
+            worker.status = WorkerStatus.STOPPED
+        else:
+            worker.status = WorkerStatus.FAILED
+            worker.reason = "left the scheduler unexpectedly"
+            cluster.add_event(f"worker {worker.name} left unexpectedly; replacing it")
+        self._spawn(self._stop_process(worker.state))
+        self._persist(cluster)
+        self._kick(cluster)
+
+    def _on_activity(self, cluster: Cluster, msg: dict[str, Any]) -> None:
+        idle = msg.get("idle_since")
+        cluster.idle_since = float(idle) if isinstance(idle, int | float) else None
+        target = msg.get("adaptive_target")
+        ad = cluster.adaptive
+        if ad.active and isinstance(target, int):
+            ad.recent_targets.append(target)
+            # up at once, down only when the recent targets all agree
+            wanted = max(ad.recent_targets)
+            wanted = min(max(wanted, ad.minimum), ad.maximum)
+            if wanted != cluster.requested_workers:
+                cluster.requested_workers = wanted
+                cluster.add_event(f"adaptive scaling to {wanted} worker(s)")
+                self._persist(cluster)
+                self._kick(cluster)
+
+    # --- reconciling --------------------------------------------------------------------
+
+    def _kick(self, cluster: Cluster) -> None:
+        """Ask for a reconcile of this cluster; several asks coalesce into one."""
+        if cluster.name in self._dirty:
+            return
+        self._dirty.add(cluster.name)
+        self._spawn(self._reconcile(cluster))
+
+    async def _reconcile(self, cluster: Cluster) -> None:
+        lock = self._locks.setdefault(cluster.name, asyncio.Lock())
+        async with lock:
+            self._dirty.discard(cluster.name)
+            if cluster.status is not ClusterStatus.RUNNING or not cluster.scheduler_address:
+                return
+            live = [w for w in cluster.live_workers() if not w.retiring]
+            want = cluster.requested_workers
+            if len(live) < want:
+                await asyncio.gather(
+                    *(self._start_worker(cluster) for _ in range(want - len(live)))
+                )
+            elif len(live) > want:
+                # Cheapest first: workers that have not joined yet, then the newest.
+                victims = sorted(
+                    live, key=lambda w: (w.status is WorkerStatus.RUNNING, -w.created)
+                )[: len(live) - want]
+                await self._remove_workers(cluster, victims)
+
+    async def _start_worker(self, cluster: Cluster) -> None:
+        cluster.worker_counter += 1
+        worker = Worker(name=f"{cluster.name[:8]}-{cluster.worker_counter}")
+        cluster.workers[worker.name] = worker
+        env = self._base_env(cluster)
+        env.update(
+            HUBGATE_SCHEDULER_ADDRESS=cluster.scheduler_address,
+            HUBGATE_WORKER_NAME=worker.name,
+            HUBGATE_WORKER_THREADS=str(cluster.config.worker_threads),
+            HUBGATE_WORKER_MEMORY=str(cluster.config.worker_memory),
+        )
+        spec = ProcessSpec(
+            cluster_name=cluster.name,
+            role="worker",
+            name=worker.name,
+            username=cluster.username,
+            argv=[self.settings.python, "-m", "hubgate.cluster_process", "worker"],
+            env=env,
+            files=cluster.credentials.credentials_files("worker"),
+            cores=cluster.config.worker_cores,
+            memory=cluster.config.worker_memory,
+            setup=cluster.config.worker_setup,
+            resources=self._resources(cluster),
+        )
+        try:
+            worker.state = await asyncio.wait_for(
+                self.backend.start(spec), self.settings.worker_start_timeout
+            )
+        except (BackendError, TimeoutError) as exc:
+            text = str(exc) or "the backend did not start it in time"
+            self._worker_failed(cluster, worker, f"could not be started: {text}")
+            return
+        except Exception as exc:
+            log.exception("Starting worker %s failed", worker.name)
+            self._worker_failed(cluster, worker, f"could not be started: {exc}")
+            return
+        if not cluster.status.active:
+            await self._stop_process(worker.state)
+            worker.status = WorkerStatus.STOPPED
+        self._persist(cluster)
+
+    def _worker_failed(self, cluster: Cluster, worker: Worker, reason: str) -> None:
+        worker.status = WorkerStatus.FAILED
+        worker.reason = reason
+        worker.stopped = time.time()
+        cluster.worker_failures += 1
+        cluster.add_event(f"worker {worker.name} {reason}")
+        if cluster.worker_failures >= self.settings.worker_start_failure_limit:
+            self._spawn(
+                self.stop_cluster(
+                    cluster,
+                    f"{cluster.worker_failures} workers in a row failed to start. "
+                    f"The last one {reason}",
+                    failed=True,
+                )
+            )
+        else:
+            self._persist(cluster)
+            self._kick(cluster)
+
+    async def _remove_workers(self, cluster: Cluster, victims: list[Worker]) -> None:
+        to_retire = []
+        for worker in victims:
+            worker.retiring = True
+            if worker.status is WorkerStatus.RUNNING and cluster.name in self.agents:
+                worker.status = WorkerStatus.STOPPING
+                to_retire.append(worker.name)
+            else:
+                worker.status = WorkerStatus.STOPPING
+                self._spawn(self._stop_worker_now(cluster, worker))
+        if to_retire:
+            self.agents[cluster.name].send({"op": "retire_workers", "names": to_retire})
+        self._persist(cluster)
+
+    async def _stop_worker_now(self, cluster: Cluster, worker: Worker) -> None:
+        await self._stop_process(worker.state)
+        worker.status = WorkerStatus.STOPPED
+        worker.stopped = time.time()
+        self._persist(cluster)
+
+    # --- watching -----------------------------------------------------------------------
+
+    async def _background_loop(self) -> None:
+        last_cleanup = 0.0
+        while True:
+            try:
+                await asyncio.wait_for(self._poll_now.wait(), self.settings.poll_interval)
+            except TimeoutError:
+                pass
+            self._poll_now.clear()
+            try:
+                await self._poll_once()
+                await self._check_timers()
+                if time.time() - last_cleanup > 600:
+                    last_cleanup = time.time()
+                    await self.store.delete_older_than(self.settings.stopped_cluster_retention)
+                    self._forget_old()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("Cluster watch loop failed; continuing")
+
+    def _forget_old(self) -> None:
+        cutoff = time.time() - self.settings.stopped_cluster_retention
+        for name in [
+            n for n, c in self.clusters.items() if c.stopped is not None and c.stopped < cutoff
+        ]:
+            del self.clusters[name]
+
+    async def _poll_once(self) -> None:
+        targets: list[tuple[Cluster, Worker | None]] = []
+        states: list[dict[str, Any]] = []
+        for cluster in self.clusters.values():
+            if not cluster.status.active:
+                continue
+            if cluster.scheduler_state:
+                targets.append((cluster, None))
+                states.append(cluster.scheduler_state)
+            for worker in cluster.workers.values():
+                if worker.status.live and worker.state:
+                    targets.append((cluster, worker))
+                    states.append(worker.state)
+        if not states:
+            return
+        try:
+            statuses = await self.backend.poll(states)
+        except Exception:
+            log.exception("Polling the backend failed")
+            return
+        for (cluster, worker), status in zip(targets, statuses, strict=True):
+            if status.phase is not Phase.GONE or not cluster.status.active:
+                continue
+            if worker is None:
+                await self._scheduler_gone(cluster, status)
+            elif worker.status.live:
+                await self._worker_gone(cluster, worker, status)
+
+    async def _log_tail(self, state: dict[str, Any]) -> str:
+        try:
+            text = await self.backend.read_log(state, self.settings.log_lines)
+        except Exception:
+            log.exception("Reading a log failed")
+            return ""
+        return (text or "").strip()
+
+    async def _scheduler_gone(self, cluster: Cluster, status: ProcessStatus) -> None:
+        tail = await self._log_tail(cluster.scheduler_state)
+        reason = f"the scheduler {_status_text(status)}"
+        if tail:
+            reason += f". Its last log lines:\n{tail}"
+        await self.stop_cluster(cluster, reason, failed=True)
+
+    async def _worker_gone(self, cluster: Cluster, worker: Worker, status: ProcessStatus) -> None:
+        if worker.retiring:
+            worker.status = WorkerStatus.STOPPED
+            worker.stopped = time.time()
+            self._persist(cluster)
+            return
+        tail = await self._log_tail(worker.state)
+        reason = _status_text(status)
+        if tail:
+            reason += f"; its last log lines:\n{tail}"
+        if worker.status is WorkerStatus.STARTING:
+            self._worker_failed(cluster, worker, f"failed to start: {reason}")
+        else:
+            worker.status = WorkerStatus.FAILED
+            worker.reason = reason
+            worker.stopped = time.time()
+            cluster.add_event(f"worker {worker.name} died ({_status_text(status)}); replacing it")
+            self._persist(cluster)
+            self._kick(cluster)
+
+    async def _check_timers(self) -> None:
+        now = time.time()
+        for cluster in list(self.clusters.values()):
+            if cluster.status is ClusterStatus.PENDING:
+                if now - cluster.created > self.settings.cluster_start_timeout:
+                    tail = await self._log_tail(cluster.scheduler_state)
+                    reason = (
+                        f"the scheduler did not become ready within "
+                        f"{self.settings.cluster_start_timeout:g} s"
+                    )
+                    if tail:
+                        reason += f". Its last log lines:\n{tail}"
+                    self._spawn(self.stop_cluster(cluster, reason, failed=True))
+                continue
+            if cluster.status is not ClusterStatus.RUNNING:
+                continue
+            for worker in list(cluster.workers.values()):
+                if (
+                    worker.status is WorkerStatus.STARTING
+                    and worker.state
+                    and now - worker.created > self.settings.worker_start_timeout
+                ):
+                    self._spawn(self._stop_process(worker.state))
+                    self._worker_failed(
+                        cluster,
+                        worker,
+                        f"did not connect within {self.settings.worker_start_timeout:g} s",
+                    )
+            if cluster.lease_expires is not None and now > cluster.lease_expires:
+                self._spawn(
+                    self.stop_cluster(
+                        cluster,
+                        "stopped because the client that created it went away "
+                        "(its lease was not renewed)",
+                    )
+                )
+                continue
+            timeout = cluster.config.idle_timeout
+            if timeout > 0 and cluster.idle_since is not None:
+                idle_for = now - max(cluster.idle_since, cluster.last_request)
+                if idle_for > timeout:
+                    self._spawn(
+                        self.stop_cluster(cluster, f"stopped after {timeout / 60:g} min idle")
+                    )
+
+    async def logs(self, cluster: Cluster, lines: int) -> dict[str, Any]:
+        scheduler = None
+        if cluster.scheduler_state:
+            scheduler = await self.backend.read_log(cluster.scheduler_state, lines)
+        workers: dict[str, str | None] = {}
+        for worker in cluster.workers.values():
+            if worker.state:
+                workers[worker.name] = await self.backend.read_log(worker.state, lines)
+        return {"scheduler": scheduler, "workers": workers}
+
+
+def _host_port(address: str) -> str:
+    return address.split("://", 1)[-1]
+
+
+def _scheduler_only(cluster: Cluster) -> Cluster:
+    """A view of the cluster as if it had no workers (for limit arithmetic)."""
+    view = Cluster(
+        name=cluster.name,
+        username=cluster.username,
+        options=cluster.options,
+        config=cluster.config,
+        token="",
+        credentials=cluster.credentials,
+        status=cluster.status,
+    )
+    return view
+
+
+__all__ = ["ClusterManager", "ManagerSettings", "ServiceError"]

@@ -1,0 +1,204 @@
+"""The service's picture of its clusters, and how it is shown on the wire."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import enum
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from .cluster_config import ClusterConfig
+from .tls import ClusterCredentials
+
+
+class ClusterStatus(enum.StrEnum):
+    """The public status, as dask-gateway names it."""
+
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    STOPPING = "STOPPING"
+    STOPPED = "STOPPED"
+    FAILED = "FAILED"
+
+    @property
+    def active(self) -> bool:
+        return self in (ClusterStatus.PENDING, ClusterStatus.RUNNING)
+
+    @property
+    def final(self) -> bool:
+        return self in (ClusterStatus.STOPPED, ClusterStatus.FAILED)
+
+    @classmethod
+    def parse(cls, text: str) -> ClusterStatus:
+        try:
+            return cls[text.strip().upper()]
+        except KeyError:
+            raise ValueError(
+                f"{text!r} is not a valid cluster status; use one of "
+                + ", ".join(s.value.lower() for s in cls)
+            ) from None
+
+
+class WorkerStatus(enum.StrEnum):
+    STARTING = "starting"  # launched, not yet connected to the scheduler
+    RUNNING = "running"  # connected
+    STOPPING = "stopping"  # retiring or being stopped
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+    @property
+    def live(self) -> bool:
+        return self in (WorkerStatus.STARTING, WorkerStatus.RUNNING)
+
+
+@dataclass
+class User:
+    """A hub user as the service sees it."""
+
+    name: str
+    admin: bool = False
+    groups: tuple[str, ...] = ()
+
+    def may_manage(self, cluster: Cluster) -> bool:
+        return self.admin or cluster.username == self.name
+
+
+@dataclass
+class Worker:
+    name: str
+    status: WorkerStatus = WorkerStatus.STARTING
+    state: dict[str, Any] = field(default_factory=dict)
+    created: float = field(default_factory=time.time)
+    stopped: float | None = None
+    reason: str = ""
+    address: str = ""
+    nthreads: int = 0
+    memory_limit: int = 0
+    # set once the service asked the scheduler to retire it (an expected departure)
+    retiring: bool = False
+
+
+@dataclass
+class Adaptive:
+    active: bool = False
+    minimum: int = 0
+    maximum: int = 0
+    recent_targets: deque[int] = field(default_factory=lambda: deque(maxlen=3))
+
+
+@dataclass
+class Cluster:
+    name: str
+    username: str
+    options: dict[str, Any]
+    config: ClusterConfig
+    token: str
+    credentials: ClusterCredentials
+    status: ClusterStatus = ClusterStatus.PENDING
+    reason: str = ""
+    created: float = field(default_factory=time.time)
+    started: float | None = None
+    stopped: float | None = None
+    scheduler_state: dict[str, Any] = field(default_factory=dict)
+    scheduler_address: str = ""
+    dashboard_address: str = ""
+    requested_workers: int = 0
+    adaptive: Adaptive = field(default_factory=Adaptive)
+    workers: dict[str, Worker] = field(default_factory=dict)
+    lease_expires: float | None = None
+    idle_since: float | None = None
+    last_request: float = field(default_factory=time.time)
+    versions: dict[str, Any] = field(default_factory=dict)
+    events: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=50))
+    worker_failures: int = 0
+    worker_counter: int = 0
+    # not persisted
+    changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+
+    def add_event(self, message: str) -> None:
+        self.events.append((time.time(), message))
+
+    def notify(self) -> None:
+        """Wake up everyone waiting for a change of this cluster."""
+        self.changed.set()
+        self.changed = asyncio.Event()
+
+    def live_workers(self) -> list[Worker]:
+        return [w for w in self.workers.values() if w.status.live]
+
+    def running_workers(self) -> list[Worker]:
+        return [w for w in self.workers.values() if w.status is WorkerStatus.RUNNING]
+
+    def dashboard_route(self) -> str | None:
+        if self.status is ClusterStatus.RUNNING and self.dashboard_address:
+            return f"/clusters/{self.name}/status"
+        return None
+
+
+def _ms(t: float | None) -> int | None:
+    return None if t is None else int(t * 1000)
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return datetime.datetime.fromtimestamp(t, datetime.UTC).isoformat()
+
+
+def to_v1_json(cluster: Cluster) -> dict[str, Any]:
+    """The cluster exactly as dask-gateway's client expects it: these 8 keys, no more."""
+    running = cluster.status is ClusterStatus.RUNNING
+    return {
+        "name": cluster.name,
+        "dashboard_route": cluster.dashboard_route(),
+        "status": cluster.status.value,
+        "start_time": _ms(cluster.created),
+        "stop_time": _ms(cluster.stopped),
+        "options": cluster.options,
+        "tls_cert": cluster.credentials.client_tls_cert() if running else None,
+        "tls_key": cluster.credentials.client_tls_key() if running else None,
+    }
+
+
+def to_rich_json(
+    cluster: Cluster, *, service_prefix: str, proxy_address: str | None
+) -> dict[str, Any]:
+    """hubgate's own, richer view of a cluster (see docs/internals.md)."""
+    live = cluster.live_workers()
+    running = cluster.running_workers()
+    route = cluster.dashboard_route()
+    return {
+        "name": cluster.name,
+        "owner": cluster.username,
+        "status": cluster.status.value,
+        "reason": cluster.reason,
+        "options": cluster.options,
+        "created": _iso(cluster.created),
+        "started": _iso(cluster.started),
+        "stopped": _iso(cluster.stopped),
+        "workers": {
+            "requested": cluster.requested_workers,
+            "running": len(running),
+            "pending": len(live) - len(running),
+        },
+        "adaptive": {
+            "active": cluster.adaptive.active,
+            "minimum": cluster.adaptive.minimum,
+            "maximum": cluster.adaptive.maximum,
+        },
+        "threads": sum(w.nthreads for w in running),
+        "memory": sum(w.memory_limit for w in running),
+        "cores": cluster.config.worker_cores * len(live),
+        "dashboard_url": (service_prefix.rstrip("/") + route) if route else None,
+        "scheduler_address": (
+            f"{proxy_address}/{cluster.name}"
+            if proxy_address and cluster.status is ClusterStatus.RUNNING
+            else None
+        ),
+        "idle_since": _iso(cluster.idle_since),
+        "lease_expires": _iso(cluster.lease_expires),
+        "events": [{"time": _iso(t), "message": m} for t, m in list(cluster.events)[-20:]],
+    }

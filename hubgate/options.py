@@ -1,0 +1,764 @@
+"""Cluster options: one definition for the service, the client and the widgets.
+
+Operators declare fields (:class:`Integer`, :class:`Float`, :class:`String`,
+:class:`Bool`, :class:`Select`, :class:`Mapping`) in an :class:`OptionSet`; the service
+publishes ``OptionSet.spec()`` (dask-gateway's v1 format, which the official client
+reads) and ``rich_spec()`` (plus help texts), and parses requests with
+``OptionSet.parse``. The client rebuilds the same field objects from the spec
+(:meth:`Options._from_spec`), so a value is checked by the same code, with the same
+message, in the notebook and in the service.
+"""
+
+from __future__ import annotations
+
+import copy
+import html
+import inspect
+from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
+from typing import Any, ClassVar
+
+import yaml
+
+__all__ = [
+    "Bool",
+    "Field",
+    "Float",
+    "Integer",
+    "Mapping",
+    "OptionSet",
+    "Options",
+    "OptionsError",
+    "Select",
+    "String",
+    "environment_variables_field",
+    "idle_timeout_field",
+    "image_field",
+    "profile_field",
+    "resolve_option_set",
+    "resources_per_worker_field",
+    "standard_handler",
+    "worker_cores_field",
+    "worker_memory_field",
+    "worker_setup_field",
+]
+
+GiB = 2**30
+
+
+class OptionsError(ValueError):
+    """Cluster options a user asked for are not acceptable; the text says why."""
+
+
+def _number_text(value: Any) -> str:
+    """Numbers as people write them: 4 rather than 4.000000, 2.5 rather than 2.50."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _kind_of(value: Any) -> str:
+    """A few words for the type of a bad value, for messages."""
+    kinds = {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "a list",
+        tuple: "a list",
+        type(None): "nothing",
+    }
+    return kinds.get(type(value), f"a {type(value).__name__}")
+
+
+class Field:
+    """One cluster option.
+
+    Parameters
+    ----------
+    field:
+        The option's name, as users type it (``options.worker_cores``).
+    default:
+        The value used when the user does not set one.
+    label:
+        A short human title, shown in forms. Defaults to ``field``.
+    help:
+        A sentence or two explaining the option, shown as a tooltip (hubgate only).
+    target:
+        Service side: the key under which the value reaches the options handler.
+        Defaults to ``field``.
+    """
+
+    type_name: ClassVar[str] = ""
+    _registry: ClassVar[dict[str, type[Field]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.type_name:
+            Field._registry[cls.type_name] = cls
+
+    def __init__(
+        self,
+        field: str,
+        default: Any = None,
+        *,
+        label: str | None = None,
+        help: str = "",
+        target: str | None = None,
+    ) -> None:
+        if not isinstance(field, str) or not field:
+            raise TypeError(f"A field name must be a non-empty string, got {field!r}")
+        self.field = field
+        self.label = label or field
+        self.help = help
+        self.target = target or field
+        # An operator's bad default should fail when the option set is defined.
+        self.default = self.validate(self._initial_default(default))
+
+    def _initial_default(self, default: Any) -> Any:
+        return default
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.field!r}, default={self.default!r})"
+
+    # -- the wire format -------------------------------------------------------
+    def type_spec(self) -> dict[str, Any]:
+        """The ``spec`` member of the v1 entry: the type and its constraints only."""
+        return {"type": self.type_name}
+
+    def spec(self) -> dict[str, Any]:
+        """The entry of dask-gateway's v1 options spec for this field, exactly."""
+        return {
+            "field": self.field,
+            "label": self.label,
+            "default": self.get_default(),
+            "spec": self.type_spec(),
+        }
+
+    def rich_spec(self) -> dict[str, Any]:
+        """The v1 entry plus hubgate's ``help`` text."""
+        return {**self.spec(), "help": self.help}
+
+    @classmethod
+    def from_spec(cls, entry: dict[str, Any]) -> Field:
+        """Rebuild a field from a v1 (or rich) spec entry sent by a server."""
+        try:
+            type_spec = dict(entry["spec"])
+            type_name = type_spec.pop("type")
+            field_cls = cls._registry[type_name]
+        except KeyError as exc:
+            raise ValueError(
+                f"The gateway sent an option {entry.get('field')!r} this client does not "
+                f"understand (missing or unknown {exc}); upgrade hubgate"
+            ) from None
+        # Be lenient with constraints a newer server may add: keep the ones we know.
+        accepted = inspect.signature(field_cls.__init__).parameters
+        constraints = {k: v for k, v in type_spec.items() if k in accepted}
+        return field_cls(
+            entry["field"],
+            entry.get("default"),
+            label=entry.get("label"),
+            help=entry.get("help") or "",
+            **constraints,
+        )
+
+    # -- values ---------------------------------------------------------------
+    def get_default(self) -> Any:
+        return copy.deepcopy(self.default)
+
+    def validate(self, value: Any) -> Any:
+        """Return the normalised value, or raise ``ValueError`` saying what is wrong."""
+        raise NotImplementedError
+
+    def transform(self, value: Any) -> Any:
+        """Service side: the value as the options handler sees it."""
+        return value
+
+
+class String(Field):
+    """A text option."""
+
+    type_name = "string"
+
+    def _initial_default(self, default: Any) -> Any:
+        return "" if default is None else default
+
+    def validate(self, value: Any) -> str:
+        if not isinstance(value, str):
+            raise ValueError(f"{self.field} must be a string, got {value!r}")
+        return value
+
+
+class Bool(Field):
+    """A yes/no option."""
+
+    type_name = "bool"
+
+    def _initial_default(self, default: Any) -> Any:
+        return False if default is None else default
+
+    def validate(self, value: Any) -> bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{self.field} must be true or false, got {value!r}")
+        return value
+
+
+class _Number(Field):
+    kind_text: ClassVar[str] = "a number"
+
+    def __init__(
+        self,
+        field: str,
+        default: Any = None,
+        *,
+        min: float | None = None,
+        max: float | None = None,
+        label: str | None = None,
+        help: str = "",
+        target: str | None = None,
+    ) -> None:
+        self.field = field
+        self.min = self.max = None
+        # Bounds are checked with the field's own type rules (an Integer's bounds are ints).
+        self.min = None if min is None else self._check_type(min)
+        self.max = None if max is None else self._check_type(max)
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"{field}: min ({min}) is larger than max ({max})")
+        super().__init__(field, default, label=label, help=help, target=target)
+
+    def _initial_default(self, default: Any) -> Any:
+        if default is None:
+            return self.min if self.min is not None else self._check_type(0)
+        return default
+
+    def _check_type(self, value: Any) -> Any:
+        raise NotImplementedError
+
+    def type_spec(self) -> dict[str, Any]:
+        return {"type": self.type_name, "min": self.min, "max": self.max}
+
+    def validate(self, value: Any) -> Any:
+        value = self._check_type(value)
+        if self.min is not None and value < self.min:
+            raise ValueError(
+                f"{self.field} must be at least {_number_text(self.min)}, got {_number_text(value)}"
+            )
+        if self.max is not None and value > self.max:
+            raise ValueError(
+                f"{self.field} must be at most {_number_text(self.max)}, got {_number_text(value)}"
+            )
+        return value
+
+
+class Integer(_Number):
+    """A whole-number option, optionally bounded by ``min``/``max``."""
+
+    type_name = "int"
+
+    def _check_type(self, value: Any) -> int:
+        # bool is a subclass of int, but True workers is a typo, not a count.
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError(f"{self.field} must be an integer, got {value!r}")
+        return value
+
+
+class Float(_Number):
+    """A number option (integers are accepted and become floats)."""
+
+    type_name = "float"
+
+    def _check_type(self, value: Any) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{self.field} must be a number, got {value!r}")
+        return float(value)
+
+
+class Select(Field):
+    """A choice among named options.
+
+    ``options`` is a list of keys, or of ``(key, value)`` pairs: users pick a key (a
+    string), the options handler on the service receives its value (any object).
+    The default is the first key unless given.
+    """
+
+    type_name = "select"
+
+    def __init__(
+        self,
+        field: str,
+        default: str | None = None,
+        *,
+        options: Sequence[str | tuple[str, Any]] = (),
+        label: str | None = None,
+        help: str = "",
+        target: str | None = None,
+    ) -> None:
+        if isinstance(options, str) or not isinstance(options, Sequence):
+            raise TypeError(f"{field}: options must be a list, got {options!r}")
+        if not options:
+            raise ValueError(f"{field}: a select field needs at least one option")
+        self.choices: dict[str, Any] = {}
+        for option in options:
+            key, value = option if isinstance(option, tuple) else (option, option)
+            if not isinstance(key, str):
+                raise TypeError(f"{field}: select keys must be strings, got {key!r}")
+            self.choices[key] = value
+        super().__init__(field, default, label=label, help=help, target=target)
+
+    @property
+    def options(self) -> list[str]:
+        """The keys users choose from, in order."""
+        return list(self.choices)
+
+    def _initial_default(self, default: Any) -> Any:
+        return self.options[0] if default is None else default
+
+    def type_spec(self) -> dict[str, Any]:
+        return {"type": "select", "options": self.options}
+
+    def validate(self, value: Any) -> str:
+        if not isinstance(value, str) or value not in self.choices:
+            raise ValueError(
+                f"{value!r} is not a valid choice for {self.field}; "
+                f"choose one of: {', '.join(self.options)}"
+            )
+        return value
+
+    def transform(self, value: Any) -> Any:
+        return copy.deepcopy(self.choices[self.validate(value)])
+
+
+class Mapping(Field):
+    """A mapping of names to values, e.g. environment variables.
+
+    Accepts a dict, or YAML/JSON text (what a form's text area holds).
+    """
+
+    type_name = "mapping"
+
+    def _initial_default(self, default: Any) -> Any:
+        return {} if default is None else default
+
+    def validate(self, value: Any) -> dict[str, Any]:
+        if isinstance(value, str):
+            value = self._parse_text(value)
+        if not isinstance(value, dict):
+            raise ValueError(
+                f"{self.field} must be a mapping of names to values, got {_kind_of(value)}"
+            )
+        for key in value:
+            if not isinstance(key, str):
+                raise ValueError(f"{self.field}: every name must be a string, got {key!r}")
+        return dict(value)
+
+    def _parse_text(self, text: str) -> Any:
+        if not text.strip():
+            return {}
+        try:
+            return yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+            problem = getattr(exc, "problem", None) or "it could not be parsed"
+            raise ValueError(
+                f"{self.field} is not valid YAML{where}: {problem}; "
+                "write one `NAME: value` per line"
+            ) from None
+
+
+def _field_list(fields: Any) -> str:
+    return ", ".join(fields) if fields else "(none)"
+
+
+class _AttrDict(dict):
+    """The handler's view of options: ``options.worker_cores`` or ``options["..."]``."""
+
+    def __getattr__(self, key: str) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            raise AttributeError(f"No option {key!r}; available: {_field_list(self)}") from None
+
+
+Handler = Callable[..., dict[str, Any] | Awaitable[dict[str, Any]]]
+
+
+class OptionSet:
+    """The options a service offers, and how they become a cluster's configuration.
+
+    ``handler(options)`` or ``handler(options, user)``, sync or async, receives the
+    validated, transformed options (keys renamed by ``target``, select keys replaced by
+    their values; attribute access works) and returns the cluster config dict. Without
+    a handler the transformed options are the config. Anything the handler raises is
+    reported to the user as an :class:`OptionsError` with its text.
+    """
+
+    def __init__(self, *fields: Field, handler: Handler | None = None) -> None:
+        names = [f.field for f in fields]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"Option names must be unique; repeated: {', '.join(duplicates)}")
+        for f in fields:
+            if not isinstance(f, Field):
+                raise TypeError(f"OptionSet takes Field objects, got {f!r}")
+        self.fields: tuple[Field, ...] = fields
+        self._by_name = {f.field: f for f in fields}
+        self.handler = handler
+        self._handler_takes_user = handler is not None and _accepts_two_args(handler)
+
+    def __repr__(self) -> str:
+        return f"OptionSet({', '.join(self._by_name)})"
+
+    def spec(self) -> list[dict[str, Any]]:
+        """dask-gateway's v1 ``cluster_options`` list."""
+        return [f.spec() for f in self.fields]
+
+    def rich_spec(self) -> list[dict[str, Any]]:
+        """The v1 list with help texts (hubgate's ``api/hubgate/options``)."""
+        return [f.rich_spec() for f in self.fields]
+
+    def validate(self, request_options: Any) -> dict[str, Any]:
+        """Check a request's options; return every option's value (defaults filled in)."""
+        if request_options is None:
+            request_options = {}
+        if not isinstance(request_options, dict):
+            raise OptionsError(
+                f"Cluster options must be a mapping of option names to values, "
+                f"got {_kind_of(request_options)}"
+            )
+        unknown = [k for k in request_options if k not in self._by_name]
+        if unknown:
+            names = ", ".join(repr(k) for k in unknown)
+            noun = "option" if len(unknown) == 1 else "options"
+            raise OptionsError(
+                f"Unknown {noun} {names}; available options: {_field_list(self._by_name)}"
+            )
+        options = {}
+        for name, f in self._by_name.items():
+            try:
+                options[name] = (
+                    f.validate(request_options[name])
+                    if name in request_options
+                    else f.get_default()
+                )
+            except ValueError as exc:
+                raise OptionsError(str(exc)) from None
+        return options
+
+    def transform(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Validated options as the handler sees them (targets, select values)."""
+        return {f.target: f.transform(options[f.field]) for f in self.fields}
+
+    async def parse(self, request_options: Any, user: Any = None) -> tuple[dict, dict]:
+        """Validate a request and compute the cluster config: ``(options, config)``.
+
+        ``options`` is what the user chose (for display and for the wire); ``config``
+        is the handler's result.
+        """
+        options = self.validate(request_options)
+        transformed = _AttrDict(self.transform(options))
+        if self.handler is None:
+            return options, dict(transformed)
+        try:
+            result = (
+                self.handler(transformed, user)
+                if self._handler_takes_user
+                else self.handler(transformed)
+            )
+            if inspect.isawaitable(result):
+                result = await result
+        except Exception as exc:
+            raise OptionsError(str(exc) or type(exc).__name__) from exc
+        if not isinstance(result, dict):
+            raise TypeError(
+                f"The cluster options handler {self.handler!r} must return a dict, "
+                f"got {type(result).__name__}"
+            )
+        return options, result
+
+
+def _accepts_two_args(func: Callable[..., Any]) -> bool:
+    params = inspect.signature(func).parameters.values()
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 2 or any(p.kind == p.VAR_POSITIONAL for p in params)
+
+
+async def resolve_option_set(
+    cluster_options: OptionSet | Callable[[Any], Any] | None, user: Any
+) -> OptionSet:
+    """The option set for ``user``: ``cluster_options`` itself, or what a (sync or
+    async) callable ``cluster_options(user)`` returns (per-user or per-group sets)."""
+    if cluster_options is None:
+        return OptionSet()
+    if isinstance(cluster_options, OptionSet):
+        return cluster_options
+    if not callable(cluster_options):
+        raise TypeError(
+            f"cluster_options must be an OptionSet or a callable returning one, "
+            f"got {cluster_options!r}"
+        )
+    result = cluster_options(user)
+    if inspect.isawaitable(result):
+        result = await result
+    if not isinstance(result, OptionSet):
+        raise TypeError(
+            f"The cluster_options callable {cluster_options!r} must return an OptionSet, "
+            f"got {type(result).__name__}"
+        )
+    return result
+
+
+# -- the client's view ---------------------------------------------------------------
+
+
+class Options(MutableMapping):
+    """The options for a new cluster, as offered by the gateway.
+
+    A mapping with attribute access (``options.worker_cores = 2``); every value is
+    checked when set, with the same rules and messages as the service. Shown as a form
+    in notebooks when ``hubgate.widgets`` and ipywidgets are available.
+    """
+
+    def __init__(self, *fields: Field) -> None:
+        object.__setattr__(self, "_fields", {f.field: f for f in fields})
+        object.__setattr__(self, "_values", {f.field: f.get_default() for f in fields})
+        # Callbacks ``(name, value)`` run after a value changes (forms stay in sync).
+        object.__setattr__(self, "_observers", [])
+
+    @classmethod
+    def _from_spec(cls, spec: list[dict[str, Any]]) -> Options:
+        """Build from a server's spec list (v1 entries, with or without ``help``)."""
+        return cls(*(Field.from_spec(entry) for entry in spec))
+
+    def _observe(self, callback: Callable[[str, Any], None]) -> None:
+        self._observers.append(callback)
+
+    def _lookup(self, key: str, exc_cls: type[Exception]) -> Field:
+        try:
+            return self._fields[key]
+        except KeyError:
+            raise exc_cls(
+                f"No option {key!r} available; available options: {_field_list(self._fields)}"
+            ) from None
+
+    def _get(self, key: str, exc_cls: type[Exception]) -> Any:
+        self._lookup(key, exc_cls)
+        return self._values[key]
+
+    def _set(self, key: str, value: Any, exc_cls: type[Exception]) -> None:
+        field = self._lookup(key, exc_cls)
+        self._values[key] = field.validate(value)
+        for callback in list(self._observers):
+            callback(key, self._values[key])
+
+    def __getattr__(self, key: str) -> Any:
+        # Private names are never options; this also keeps copy/pickle from recursing.
+        if key.startswith("_"):
+            raise AttributeError(key)
+        return self._get(key, AttributeError)
+
+    def __setattr__(self, key: str, value: Any) -> None:
+        self._set(key, value, AttributeError)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._get(key, KeyError)
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._set(key, value, KeyError)
+
+    def __delitem__(self, key: str) -> None:
+        raise TypeError("Cluster options cannot be deleted; set them to another value")
+
+    def __delattr__(self, key: str) -> None:
+        self.__delitem__(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __dir__(self) -> list[str]:
+        return sorted(set(super().__dir__()) | {k for k in self._fields if k.isidentifier()})
+
+    def __repr__(self) -> str:
+        inner = ", ".join(f"{k}={v!r}" for k, v in self._values.items())
+        return f"Options<{inner}>"
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        if cycle:
+            p.text("Options<...>")
+            return
+        with p.group(8, "Options<", ">"):
+            for index, (key, value) in enumerate(self._values.items()):
+                if index:
+                    p.text(",")
+                    p.breakable()
+                p.text(f"{key}=")
+                p.pretty(value)
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f"<tr><th style='text-align: left' title='{html.escape(f.help, quote=True)}'>{html.escape(f.label)}</th>"
+            f"<td><code>{html.escape(f.field)}</code></td><td>{html.escape(repr(self._values[f.field]))}</td></tr>"
+            for f in self._fields.values()
+        )
+        return (
+            "<div><h3>Cluster options</h3><table>"
+            "<tr><th>Option</th><th>Name</th><th>Value</th></tr>"
+            f"{rows}</table></div>"
+        )
+
+    def _ipython_display_(self, **kwargs: Any) -> None:
+        from IPython.display import display
+
+        widget = None
+        try:
+            import ipywidgets  # noqa: F401
+
+            from hubgate.widgets import options_widget
+
+            widget = options_widget(self)
+        except ImportError:
+            widget = None
+        if widget is not None:
+            display(widget, **kwargs)
+        else:
+            display({"text/plain": repr(self), "text/html": self._repr_html_()}, raw=True)
+
+
+# -- ready-made fields for operators -------------------------------------------------
+
+
+def worker_cores_field(
+    default: int = 1, *, min: int = 1, max: int | None = 4, field: str = "worker_cores"
+) -> Integer:
+    """Threads (and CPU cores requested) per worker."""
+    return Integer(
+        field,
+        default,
+        min=min,
+        max=max,
+        label="Worker cores",
+        help="CPU cores (threads) for each worker.",
+    )
+
+
+def worker_memory_field(
+    default: float = 2, *, min: float = 0.5, max: float | None = 16, field: str = "worker_memory"
+) -> Float:
+    """Memory per worker, in GiB."""
+    return Float(
+        field,
+        default,
+        min=min,
+        max=max,
+        label="Worker memory (GiB)",
+        help="Memory limit for each worker, in GiB. A worker that exceeds it is restarted.",
+    )
+
+
+# 2i2c's choices: whole fractions of a 16-CPU node, with memory in proportion.
+DEFAULT_RESOURCES_PER_WORKER = (1, 2, 4, 8, 16)
+
+
+def resources_per_worker_field(
+    cpus: Sequence[int] = DEFAULT_RESOURCES_PER_WORKER,
+    *,
+    gib_per_cpu: float = 4,
+    default: str | None = None,
+    field: str = "resources_per_worker",
+) -> Select:
+    """Whole-CPU worker sizes with memory in proportion; the handler sees
+    ``{"worker_cores": n, "worker_memory": bytes}``."""
+    choices = []
+    for n in cpus:
+        memory = n * gib_per_cpu
+        key = f"{n} CPU, {_number_text(float(memory))} GiB"
+        choices.append((key, {"worker_cores": n, "worker_memory": int(memory * GiB)}))
+    return Select(
+        field,
+        default,
+        options=choices,
+        label="Resources per worker",
+        help="CPU and memory for each worker; sizes fit the nodes without waste.",
+    )
+
+
+def profile_field(
+    profiles: Sequence[str | tuple[str, Any]], *, default: str | None = None, field: str = "profile"
+) -> Select:
+    """A named profile; give ``(name, config_dict)`` pairs to map names to settings."""
+    return Select(
+        field,
+        default,
+        options=profiles,
+        label="Profile",
+        help="A preset chosen by your administrators (size, image, queue...).",
+    )
+
+
+def image_field(default: str = "", *, field: str = "image", label: str = "Image") -> String:
+    """The container image or software environment workers run in."""
+    return String(
+        field,
+        default,
+        label=label,
+        help="The software environment of the scheduler and workers. Its dask, "
+        "distributed and Python versions should match your notebook's.",
+    )
+
+
+def environment_variables_field(
+    default: dict[str, str] | None = None, *, field: str = "environment"
+) -> Mapping:
+    """Environment variables for the scheduler and workers (YAML in forms)."""
+    return Mapping(
+        field,
+        default,
+        label="Environment variables (YAML)",
+        help="Set for the scheduler and every worker, one `NAME: value` per line.",
+    )
+
+
+def idle_timeout_field(
+    default: int = 30, *, min: int = 0, max: int | None = None, field: str = "idle_timeout_minutes"
+) -> Integer:
+    """Minutes without work after which the cluster is shut down (0: never)."""
+    return Integer(
+        field,
+        default,
+        min=min,
+        max=max,
+        label="Idle cluster terminated after (minutes)",
+        help="The cluster shuts down after this many minutes with no tasks. 0 keeps it.",
+    )
+
+
+def worker_setup_field(default: str = "", *, field: str = "worker_setup") -> String:
+    """Shell commands run before each worker starts (e.g. activating an environment)."""
+    return String(
+        field,
+        default,
+        label="Worker setup",
+        help="Shell commands run before each worker starts, e.g. `source activate myenv`.",
+    )
+
+
+def standard_handler(options: dict[str, Any]) -> dict[str, Any]:
+    """Turn the ready-made fields' values into a flat cluster config.
+
+    ``worker_memory`` (GiB) becomes bytes, ``idle_timeout_minutes`` becomes
+    ``idle_timeout`` seconds, a ``resources_per_worker`` or ``profile`` whose value is
+    a dict is merged in; every other option passes through under its own name.
+    """
+    config: dict[str, Any] = {}
+    for key, value in options.items():
+        if key in ("resources_per_worker", "profile") and isinstance(value, dict):
+            config.update(value)
+        elif key == "worker_memory":
+            config["worker_memory"] = int(value * GiB)
+        elif key == "idle_timeout_minutes":
+            config["idle_timeout"] = int(value) * 60
+        else:
+            config[key] = value
+    return config

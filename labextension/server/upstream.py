@@ -1,0 +1,50 @@
+"""Where the hubgate service is and how the single-user server authenticates to it."""
+
+from __future__ import annotations
+
+import os
+
+from traitlets import Float, Unicode, default
+from traitlets.config import Configurable
+
+
+def _address_from_dask_config() -> str:
+    try:
+        from hubgate.dask_config import config_value
+
+        return str(config_value("gateway.address") or "")
+    except ValueError:
+        # A template naming an unset variable: treat as not configured; the handler says so.
+        return ""
+
+
+class HubgateUpstream(Configurable):
+    """The hubgate service the sidebar talks to."""
+
+    address = Unicode(
+        help="""Address of the hubgate service's REST API including its prefix, e.g.
+        http://127.0.0.1:8000/services/dask-gateway. Defaults to $DASK_GATEWAY__ADDRESS,
+        else the dask config value gateway.address (what the notebook client uses).""",
+    ).tag(config=True)
+
+    api_token = Unicode(
+        help="""JupyterHub API token sent to the service as `Authorization: token ...`.
+        Defaults to $JUPYTERHUB_API_TOKEN, the single-user server's own token.""",
+    ).tag(config=True)
+
+    request_timeout = Float(
+        90.0,
+        help="""Seconds to wait for the service to answer one request (a cluster status
+        request may long-poll with ?wait=).""",
+    ).tag(config=True)
+
+    @default("address")
+    def _default_address(self) -> str:
+        return os.environ.get("DASK_GATEWAY__ADDRESS") or _address_from_dask_config()
+
+    @default("api_token")
+    def _default_api_token(self) -> str:
+        return os.environ.get("JUPYTERHUB_API_TOKEN", "")
+
+    def url_for(self, path: str) -> str:
+        return f"{self.address.rstrip('/')}/api/hubgate/{path.lstrip('/')}"

@@ -1,0 +1,59 @@
+/**
+ * The one way the extension talks to the server: `<base_url>/hubgate/<path>`, which the
+ * jupyter-server extension forwards to the hubgate service with the server's token.
+ */
+import { URLExt } from '@jupyterlab/coreutils';
+import { ServerConnection } from '@jupyterlab/services';
+
+/** An error whose message is the service's `{"error": ...}` text, with its status. */
+export class HubgateError extends Error {
+  constructor(
+    message: string,
+    readonly status: number
+  ) {
+    super(message);
+    this.name = 'HubgateError';
+  }
+}
+
+/**
+ * Call the hubgate API through the server extension and return its JSON reply.
+ *
+ * @param endPoint path under `api/hubgate/`, e.g. `clusters/abc/scale`
+ * @param init request options (method, body)
+ */
+export async function requestAPI<T>(
+  endPoint = '',
+  init: RequestInit = {},
+  settings: ServerConnection.ISettings = ServerConnection.makeSettings()
+): Promise<T> {
+  const url = URLExt.join(settings.baseUrl, 'hubgate', endPoint);
+  if (init.body && !init.headers) {
+    init = { ...init, headers: { 'Content-Type': 'application/json' } };
+  }
+  let response: Response;
+  try {
+    response = await ServerConnection.makeRequest(url, init, settings);
+  } catch (error) {
+    throw new HubgateError(
+      `Could not reach the Jupyter server: ${String(error)}`,
+      0
+    );
+  }
+  const text = await response.text();
+  let data: any = null;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = { error: text };
+    }
+  }
+  if (!response.ok) {
+    const message =
+      (data && (data.error || data.message)) ||
+      `${response.status} ${response.statusText}`;
+    throw new HubgateError(message, response.status);
+  }
+  return data as T;
+}

@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# Set up everything hubgate needs on this machine: Debian packages, the Python venv in
+# .venv, configurable-http-proxy and the lab extension's build. Idempotent: each step
+# checks first and does nothing (quickly) when it is already done.
+#
+# Usage: scripts/bootstrap.sh        (scripts/test.sh and scripts/demo.sh call it)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+VENV="$ROOT/.venv"
+# Bump when the install recipe below changes, so existing venvs are brought up to date.
+RECIPE="extras=test,bench,postgres,widgets,lab,batch,kubernetes;v2"
+APT_PACKAGES=(chromium fonts-dejavu-core fonts-liberation postgresql slurm-wlm munge)
+CHP_VERSION="5"
+
+say() { printf 'bootstrap: %s\n' "$*"; }
+die() {
+    printf 'bootstrap: ERROR: %s\n' "$*" >&2
+    exit 1
+}
+# Run a noisy command with its output in a log; show the log's tail only if it fails.
+run_logged() {
+    local log="$1"
+    shift
+    if ! "$@" >>"$log" 2>&1; then
+        tail -n 40 "$log" >&2
+        die "'$*' failed (full log: $log)"
+    fi
+}
+
+# Two bootstraps at once (test.sh and demo.sh) would fight over pip and npm.
+LOCK="${TMPDIR:-/tmp}/hubgate-bootstrap-$(printf '%s' "$ROOT" | sha256sum | cut -c1-16).lock"
+exec 9>"$LOCK"
+flock 9
+
+# --- Debian packages -------------------------------------------------------------------
+python_needs_venv_pkg() {
+    # Debian's own python3 ships venv/ensurepip in a separate package.
+    ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1
+}
+
+missing=()
+for pkg in "${APT_PACKAGES[@]}"; do
+    if [[ "$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)" != "install ok installed" ]]; then
+        missing+=("$pkg")
+    fi
+done
+if python_needs_venv_pkg; then
+    missing+=(python3-venv)
+fi
+if ((${#missing[@]} == 0)); then
+    say "apt: all packages present"
+elif [[ $(id -u) -ne 0 ]]; then
+    say "apt: NOT installing ${missing[*]} (not root)."
+    say "     Ask an administrator to run: apt-get install -y ${missing[*]}"
+else
+    say "apt: installing ${missing[*]} ..."
+    export DEBIAN_FRONTEND=noninteractive
+    mkdir -p "$ROOT/.work"
+    : >"$ROOT/.work/apt.log"
+    run_logged "$ROOT/.work/apt.log" apt-get update
+    run_logged "$ROOT/.work/apt.log" apt-get install -y -q \
+        -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold "${missing[@]}"
+    say "apt: installed ${missing[*]}"
+fi
+
+# --- Python venv -----------------------------------------------------------------------
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
+    die "hubgate needs Python >= 3.11 as python3 (found $(python3 --version 2>&1))"
+
+if [[ -x "$VENV/bin/python" ]] && ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
+    # The interpreter the venv was made from is gone: start again.
+    say "venv: $VENV is broken, recreating it"
+    rm -rf "$VENV"
+fi
+if [[ ! -x "$VENV/bin/python" ]]; then
+    python3 -m venv "$VENV"
+    say "venv: created $VENV"
+fi
+
+STAMP="$VENV/.hubgate-install.sha256"
+want_hash="$( (
+    cat pyproject.toml
+    echo "$RECIPE"
+    "$VENV/bin/python" -c 'import sys; print(sys.version)'
+) | sha256sum | cut -d' ' -f1)"
+have_hash="$(cat "$STAMP" 2>/dev/null || true)"
+if [[ "$want_hash" != "$have_hash" ]] || ! "$VENV/bin/python" -c 'import hubgate' >/dev/null 2>&1; then
+    say "pip: installing hubgate and its dependencies into .venv (log: .venv/pip.log) ..."
+    : >"$VENV/pip.log"
+    run_logged "$VENV/pip.log" "$VENV/bin/python" -m pip install --upgrade pip setuptools wheel
+    run_logged "$VENV/pip.log" "$VENV/bin/python" -m pip install \
+        -e ".[test,bench,postgres,widgets,lab,batch,kubernetes]"
+    echo "$want_hash" >"$STAMP"
+    say "pip: installed"
+else
+    say "pip: up to date (pyproject.toml unchanged)"
+fi
+
+# --- configurable-http-proxy (JupyterHub's proxy) ------------------------------------------
+CHP="$VENV/node/node_modules/.bin/configurable-http-proxy"
+command -v npm >/dev/null 2>&1 || die "npm not found: install node >= 20 and npm"
+if [[ -x "$CHP" ]]; then
+    say "npm: configurable-http-proxy present"
+else
+    say "npm: installing configurable-http-proxy@$CHP_VERSION into .venv/node ..."
+    mkdir -p "$VENV/node"
+    : >"$VENV/node/npm.log"
+    run_logged "$VENV/node/npm.log" npm install --no-audit --no-fund --prefix "$VENV/node" \
+        "configurable-http-proxy@$CHP_VERSION"
+    [[ -x "$CHP" ]] || die "npm ran but $CHP is missing"
+    say "npm: installed $CHP"
+fi
+
+# --- JupyterLab extension (root package.json) ------------------------------------------
+if [[ ! -f package.json ]]; then
+    say "lab: no package.json yet, skipping the lab extension build"
+else
+    # jlpm comes with jupyterlab in the venv; the build runs the venv's jupyter tools.
+    export PATH="$VENV/bin:$PATH"
+    lab_script_defined() {
+        node -e 'const s = require("./package.json").scripts || {};
+                 process.exit(Object.hasOwn(s, process.argv[1]) ? 0 : 1)' "$1"
+    }
+    LAB_STAMP="$VENV/.hubgate-lab.sha256"
+    lab_inputs() {
+        find package.json yarn.lock .yarnrc.yml tsconfig*.json src style schema labextension \
+            -type f 2>/dev/null | grep -vE '/(node_modules|lib)/|tsbuildinfo' | LC_ALL=C sort || true
+    }
+    lab_hash="$(lab_inputs | xargs -r sha256sum | sha256sum | cut -d' ' -f1)"
+    if [[ -d node_modules && "$lab_hash" == "$(cat "$LAB_STAMP" 2>/dev/null || true)" ]]; then
+        say "lab: extension build up to date"
+    else
+        say "lab: jlpm install (log: .venv/lab.log) ..."
+        : >"$VENV/lab.log"
+        run_logged "$VENV/lab.log" jlpm install
+        if lab_script_defined build; then
+            say "lab: jlpm run build ..."
+            run_logged "$VENV/lab.log" jlpm run build
+        else
+            say "lab: package.json defines no 'build' script, nothing to build"
+        fi
+        # Hash again: the build may have written into the folders hashed above.
+        lab_inputs | xargs -r sha256sum | sha256sum | cut -d' ' -f1 >"$LAB_STAMP"
+        say "lab: built"
+    fi
+fi
+
+say "ready (venv: .venv, proxy: .venv/node/node_modules/.bin/configurable-http-proxy)"

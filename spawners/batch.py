@@ -1,0 +1,972 @@
+"""Clusters as batch jobs: Slurm (JASMIN's LOTUS), PBS Pro/Torque, SGE and LSF.
+
+Each scheduler and each worker is one batch job, submitted as the user (through a
+prefix such as ``runuser -u {username} --`` or ``sudo -n -u {username}``), with its
+credentials in a staging folder under the user's home that the user owns::
+
+    ~/.hubgate/<cluster>/<name>/   (0700)  ca.crt, worker.crt, worker.key (0600),
+                                           job.out (the job's output), exit.json
+
+The job script (see :mod:`.batch_script`) exports the environment, runs the cluster's
+``setup`` snippet and then ``exec``s the process. ``poll`` asks the batch system about all
+jobs in one call; ``stop`` cancels and waits until the job has left the queue.
+
+Commands, job-id parsing and state patterns build on batchspawner (see
+:mod:`.batch_parsing`); unlike batchspawner every command is an argument list, every
+value in a script is checked or quoted, and neither the script nor the environment is
+ever logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import math
+import os
+import posixpath
+import pwd
+import re
+import shlex
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from batchspawner.batchspawner import (
+    GridengineSpawner,
+    LsfSpawner,
+    PBSSpawner,
+    SlurmSpawner,
+)
+from traitlets import Bool, Float, Integer, List, Unicode, Union, default
+from traitlets import Callable as CallableTrait
+
+from .base import Backend, BackendError, Phase, ProcessSpec, ProcessState, ProcessStatus
+from .batch_command import CommandError, CommandResult, failure, run_command
+from .batch_parsing import (
+    BJOBS_FIELDS,
+    JobInfo,
+    JobParseError,
+    parse_bjobs,
+    parse_lsf_job_id,
+    parse_pbs_job_id,
+    parse_qacct,
+    parse_qstat_full,
+    parse_qstat_xml,
+    parse_scontrol_job,
+    parse_sge_job_id,
+    parse_slurm_job_id,
+    parse_squeue,
+)
+from .batch_script import (
+    JobRequest,
+    check_directive,
+    check_directive_value,
+    lsf_directives,
+    parse_walltime,
+    pbs_directives,
+    render_script,
+    sge_directives,
+    slurm_directives,
+)
+
+__all__ = [
+    "BatchBackend",
+    "LSFBackend",
+    "PBSBackend",
+    "SGEBackend",
+    "SlurmBackend",
+]
+
+# POSIX-ish account names (useradd's default rule, plus upper case for LDAP sites).
+_SYSTEM_USER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?")
+# Cluster and process names become path components and job names.
+_PATH_PART = re.compile(r"[A-Za-z0-9_.-]+")
+# Files in the staging folder that are secrets; removed once the job is gone.
+_CREDENTIAL_FILES = ("ca.crt", "scheduler.crt", "scheduler.key", "worker.crt", "worker.key")
+EXIT_FILE = "exit.json"
+# How many job ids one query command carries (command lines have a length limit).
+_QUERY_CHUNK = 200
+
+
+def _batchspawner_command(cls: type, trait: str) -> list[str]:
+    """A batchspawner command default (``"scancel {job_id}"``) as an argv template."""
+    return shlex.split(str(cls.class_traits()[trait].default_value))
+
+
+@dataclass(frozen=True)
+class SystemAccount:
+    """The system account a hub user's jobs run as."""
+
+    name: str
+    uid: int
+    home: str
+
+
+def _lookup_account(name: str) -> SystemAccount:
+    entry = pwd.getpwnam(name)
+    return SystemAccount(name=entry.pw_name, uid=entry.pw_uid, home=entry.pw_dir)
+
+
+def _read_tail(path: str, max_lines: int) -> str | None:
+    """The last ``max_lines`` lines of a file, reading only its end."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            size = f.tell()
+            chunk = min(size, max(64 * 1024, max_lines * 512))
+            f.seek(size - chunk)
+            data = f.read()
+    except FileNotFoundError:
+        return None
+    lines = data.decode(errors="replace").splitlines()
+    if chunk < size and lines:
+        lines = lines[1:]  # the first line is probably cut
+    return "\n".join(lines[-max_lines:]) + ("\n" if lines else "")
+
+
+class BatchBackend(Backend):
+    """What Slurm, PBS, SGE and LSF have in common. Subclasses say how to write
+    directives, submit, query and cancel on their system."""
+
+    __abstract__ = True
+
+    #: The batch system's name in messages ("Slurm job 12 ...").
+    system_name: ClassVar[str] = ""
+    #: How directive lines start in a job script ("#SBATCH").
+    directive_prefix: ClassVar[str] = ""
+
+    @default("listen_host")
+    def _default_listen_host(self) -> str:
+        # Workers on other nodes and the service must reach the scheduler.
+        return "0.0.0.0"
+
+    advertise_host_command = List(
+        Unicode(),
+        default_value=["hostname"],
+        config=True,
+        help="""Command run inside the job whose output is the host name the process
+        advertises (HUBGATE_ADVERTISE_HOST), as an argument list.
+
+        The default, ``hostname``, gives the compute node's name as the batch system
+        knows it. Use e.g. ``["hostname", "-f"]`` where nodes must be reached by their
+        fully qualified name; an empty list leaves the choice to the process runtime
+        (the node's FQDN).
+        """,
+    )
+
+    account = Unicode(
+        "",
+        config=True,
+        help="""Account (allocation) charged for the jobs; empty for the system's default.
+        A cluster option ``account`` (from ProcessSpec.resources) overrides it.""",
+    )
+
+    walltime = Unicode(
+        "",
+        config=True,
+        help="""Wall-clock limit of each job: ``HH:MM:SS``, ``D-HH:MM:SS`` or whole
+        minutes; empty for the queue's default. A cluster option ``walltime`` overrides
+        it. A cluster that should live longer than this needs its jobs restarted.""",
+    )
+
+    extra_directives = List(
+        Unicode(),
+        config=True,
+        help="""Extra directive lines for every job, each one option without the
+        directive prefix, e.g. ``["--gres=gpu:1"]`` for Slurm or ``["-l gpu=1"]`` for PBS.
+        Cluster options may add more through ``resources["directives"]``.""",
+    )
+
+    job_shell = Unicode(
+        "/bin/bash",
+        config=True,
+        help="""Shell that runs the job script. The script itself is POSIX sh, but users'
+        setup snippets (``source env/bin/activate``) usually need bash.""",
+    )
+
+    submit_as_user = List(
+        Unicode(),
+        default_value=["runuser", "-u", "{username}", "--"],
+        config=True,
+        help="""Command prefix that runs a command as the job's user, as an argument list
+        in which ``{username}`` is replaced by the system user name.
+
+        The default, ``runuser``, needs the service to run as root. A service running as
+        an unprivileged account with sudo rights uses
+        ``["sudo", "-n", "-u", "{username}", "--"]``. An empty list runs every command as
+        the service's own user (a single-user deployment).
+
+        Submission, creating the staging folder and (see ``cancel_as_user`` and
+        ``read_log_as_user``) cancelling and reading output go through this prefix.
+        """,
+    )
+
+    system_username = Union(
+        [Unicode(), CallableTrait()],
+        default_value="{username}",
+        config=True,
+        help="""The system account a hub user's jobs run as: a template in which
+        ``{username}`` is the hub user name (e.g. ``"{username}"`` or ``"hub-{username}"``),
+        or a callable ``f(hub_username) -> str``.""",
+    )
+
+    staging_dir = Unicode(
+        "{home}/.hubgate/{cluster}/{name}",
+        config=True,
+        help="""Folder for a job's credentials and output, created as the user with mode
+        0700 (credential files 0600). Fields: ``{home}`` (the user's home), ``{username}``
+        (system user), ``{cluster}`` (cluster name), ``{name}`` ("scheduler" or the
+        worker's name). It must be on a file system the compute nodes see.""",
+    )
+
+    output_file = Unicode(
+        "job.out",
+        config=True,
+        help="""Name of the job's output file (stdout and stderr) in the staging folder.""",
+    )
+
+    cancel_as_user = Bool(
+        True,
+        config=True,
+        help="""Cancel jobs through ``submit_as_user`` (as the job's user). Set to False
+        when the service's own account may cancel any job (root or a batch-system
+        operator).""",
+    )
+
+    query_as_user = Bool(
+        False,
+        config=True,
+        help="""Query job states through ``submit_as_user``, one query per user, instead
+        of one query for all jobs as the service's account. Needed only where the batch
+        system hides other users' jobs (Slurm's ``PrivateData=jobs``).""",
+    )
+
+    read_log_as_user = Bool(
+        False,
+        config=True,
+        help="""Read job output through ``submit_as_user`` + ``tail``. When False and the
+        service runs as root, output files are read directly (falling back to the
+        prefix when root may not read them, as on NFS with root squash).""",
+    )
+
+    submit_environment = List(
+        Unicode(),
+        default_value=[
+            "PATH",
+            "LANG",
+            "LC_ALL",
+            "TZ",
+            "SLURM_CONF",
+            "PBS_CONF_FILE",
+            "PBS_SERVER",
+            "SGE_ROOT",
+            "SGE_CELL",
+            "SGE_CLUSTER_NAME",
+            "SGE_QMASTER_PORT",
+            "SGE_EXECD_PORT",
+            "LSF_ENVDIR",
+            "LSF_SERVERDIR",
+            "LSF_LIBDIR",
+            "LSF_BINDIR",
+            "LSF_FULL_VERSION",
+        ],
+        config=True,
+        help="""Variables of the service's environment passed to the batch commands.
+        Nothing else is: batch systems copy the submitting environment into the job, and
+        the service's environment holds its own secrets (JUPYTERHUB_API_TOKEN).""",
+    )
+
+    command_timeout = Float(
+        60.0,
+        config=True,
+        help="""Seconds a batch command (submit, query, cancel) may take before it is
+        killed and the operation fails.""",
+    )
+
+    stop_timeout = Float(
+        180.0,
+        config=True,
+        help="""Seconds ``stop`` waits for a cancelled job to leave the queue. Batch
+        systems send SIGTERM, then SIGKILL after a grace period (Slurm's KillWait).""",
+    )
+
+    gone_output_lines = Integer(
+        10,
+        config=True,
+        help="""How many of the last output lines of a job that ended go into the reason
+        shown to the user.""",
+    )
+
+    staging_python = Unicode(
+        sys.executable,
+        config=True,
+        help="""Python interpreter, with hubgate installed and usable by every user, that
+        creates staging folders as the user (``python -I -m
+        hubgate.spawners.batch_staging``). Defaults to the service's own interpreter.""",
+    )
+
+    scheduler_on_service_host = Bool(
+        False,
+        config=True,
+        help="""Run schedulers on the service's host through the local backend instead of
+        as batch jobs; workers stay batch jobs. The scheduler then starts at once instead
+        of waiting in the queue. The local backend is created with this backend's
+        ``listen_host`` so that workers on compute nodes can reach it.""",
+    )
+
+    submit_command = List(
+        Unicode(),
+        config=True,
+        help="""Command that submits a job script read from stdin, as an argument list
+        (run after ``submit_as_user``). Default from batchspawner.""",
+    )
+
+    cancel_command = List(
+        Unicode(),
+        config=True,
+        help="""Command that cancels a job, as an argument list with ``{job_id}``.
+        Default from batchspawner.""",
+    )
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._local: Backend | None = None
+
+    # -- hooks for each batch system ---------------------------------------------------
+
+    def job_directives(self, request: JobRequest) -> list[str]:
+        raise NotImplementedError
+
+    def parse_job_id(self, output: str) -> str:
+        raise NotImplementedError
+
+    async def query_jobs(
+        self, job_ids: Sequence[str], prefix: Sequence[str] = ()
+    ) -> dict[str, JobInfo]:
+        """The states of ``job_ids`` in as few commands as possible; a job the system no
+        longer knows is simply absent."""
+        raise NotImplementedError
+
+    async def finished_job(self, job_id: str) -> JobInfo | None:
+        """How a job that left the queue ended, when the system still knows."""
+        return None
+
+    def queue_and_project(self, resources: dict[str, Any]) -> tuple[str, str]:
+        raise NotImplementedError
+
+    # -- the contract ------------------------------------------------------------------
+
+    async def setup(self) -> None:
+        if self.scheduler_on_service_host:
+            await self._local_backend().setup()
+        if not self.submit_as_user and os.geteuid() == 0:
+            self.log.warning(
+                "%s backend: submit_as_user is empty and the service runs as root, so "
+                "every job runs as root; set it to run jobs as their users",
+                self.system_name,
+            )
+
+    async def cleanup(self) -> None:
+        if self._local is not None:
+            await self._local.cleanup()
+
+    async def start(self, spec: ProcessSpec) -> ProcessState:
+        if spec.role == "scheduler" and self.scheduler_on_service_host:
+            return {"local": await self._local_backend().start(spec)}
+        account = await self._account(spec.username)
+        staging = self._staging_path(account, spec)
+        output = posixpath.join(staging, self.output_file)
+        request = self.job_request(spec, account, staging, output)
+        script = render_script(request, self.directive_prefix, self.job_directives(request))
+        await self._prepare_staging(account, staging, spec.files)
+        argv = [*self._prefix(account), *self._submit_command()]
+        try:
+            result = await self._run(argv, input=script.encode())
+            job_id = self.parse_job_id(result.stdout)
+        except (BackendError, JobParseError) as exc:
+            await self._clean_staging(account, staging)
+            if isinstance(exc, JobParseError):
+                raise BackendError(
+                    f"the {self.system_name} job for {spec.name} of cluster "
+                    f"{spec.cluster_name} was not submitted: {exc}"
+                ) from exc
+            raise
+        self.log.info(
+            "Submitted %s job %s: %s of cluster %s as %s",
+            self.system_name,
+            job_id,
+            spec.name,
+            spec.cluster_name,
+            account.name,
+        )
+        return {
+            "job_id": job_id,
+            "staging_dir": staging,
+            "output": output,
+            "username": account.name,
+        }
+
+    async def poll(self, states: list[ProcessState]) -> list[ProcessStatus]:
+        results: list[ProcessStatus | None] = [None] * len(states)
+        local = [i for i, s in enumerate(states) if "local" in s]
+        if local:
+            statuses = await self._local_backend().poll([states[i]["local"] for i in local])
+            for i, status in zip(local, statuses, strict=True):
+                results[i] = status
+        batch = [i for i, s in enumerate(states) if "local" not in s]
+        infos = await self._query_states([states[i] for i in batch])
+        gone: list[int] = []
+        for i in batch:
+            job_id = str(states[i].get("job_id") or "")
+            info = infos.get(job_id)
+            if info is None or info.phase is Phase.GONE:
+                gone.append(i)
+            elif info.phase is Phase.PENDING:
+                results[i] = ProcessStatus(Phase.PENDING, self.pending_reason(info))
+            else:
+                results[i] = ProcessStatus(Phase.RUNNING)
+        ended = await asyncio.gather(
+            *(self._gone_status(states[i], infos.get(str(states[i].get("job_id")))) for i in gone)
+        )
+        for i, status in zip(gone, ended, strict=True):
+            results[i] = status
+        return [r for r in results if r is not None]
+
+    async def stop(self, state: ProcessState) -> None:
+        if "local" in state:
+            await self._local_backend().stop(state["local"])
+            return
+        job_id = str(state.get("job_id") or "")
+        if not job_id:
+            return
+        account = self._stored_account(state)
+        argv = [
+            *(self._prefix(account) if self.cancel_as_user else []),
+            *(arg.format(job_id=job_id) for arg in self._cancel_command()),
+        ]
+        result = await self._run(argv, check=False)
+        if result.returncode != 0 and await self._in_queue(state):
+            raise failure(result)
+        await self._wait_gone(state)
+        if state.get("staging_dir"):
+            await self._clean_staging(account, str(state["staging_dir"]))
+
+    async def read_log(self, state: ProcessState, max_lines: int = 50) -> str | None:
+        if "local" in state:
+            return await self._local_backend().read_log(state["local"], max_lines)
+        if not state.get("output"):
+            return None
+        return await self._read_file_tail(state, str(state["output"]), max_lines)
+
+    # -- building the job --------------------------------------------------------------
+
+    def job_request(
+        self, spec: ProcessSpec, account: SystemAccount, staging: str, output: str
+    ) -> JobRequest:
+        """The job for ``spec``: site defaults overridden by the cluster's resources."""
+        resources = dict(spec.resources)
+        queue, project = self.queue_and_project(resources)
+        account_name = str(resources.get("account") or self.account)
+        walltime_text = str(resources.get("walltime") or self.walltime)
+        directives = [check_directive(d) for d in self.extra_directives]
+        extra = resources.get("directives") or []
+        if isinstance(extra, str):
+            extra = [line for line in extra.splitlines() if line.strip()]
+        directives += [check_directive(str(d)) for d in extra]
+        env = dict(spec.env)
+        env.setdefault("HUBGATE_LISTEN_HOST", self.listen_host)
+        env.setdefault("HUBGATE_EXIT_FILE", posixpath.join(staging, EXIT_FILE))
+        env["HUBGATE_CREDENTIALS_DIR"] = staging
+        return JobRequest(
+            job_name=f"hubgate-{spec.cluster_name}-{spec.name}",
+            output=output,
+            workdir=account.home,
+            cores=max(1, math.ceil(spec.cores)),
+            memory_mib=max(1, math.ceil(spec.memory / 2**20)),
+            argv=tuple(spec.argv),
+            env=tuple(env.items()),
+            setup=spec.setup,
+            queue=check_directive_value("queue", queue),
+            account=check_directive_value("account", account_name),
+            project=check_directive_value("project", project),
+            walltime_seconds=parse_walltime(walltime_text) if walltime_text else None,
+            extra_directives=tuple(directives),
+            advertise_host_command=tuple(self.advertise_host_command),
+            shell=self.job_shell,
+        )
+
+    def pending_reason(self, info: JobInfo) -> str:
+        return f"queued: {info.reason}" if info.reason else "queued"
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _submit_command(self) -> list[str]:
+        return list(self.submit_command)
+
+    def _cancel_command(self) -> list[str]:
+        return list(self.cancel_command)
+
+    def _local_backend(self) -> Backend:
+        if self._local is None:
+            try:
+                from .local import LocalBackend  # type: ignore[import-not-found]
+            except ImportError as exc:
+                raise BackendError(
+                    "scheduler_on_service_host needs the local backend, which is not "
+                    "available; set scheduler_on_service_host = False"
+                ) from exc
+            self._local = LocalBackend(parent=self, log=self.log, listen_host=self.listen_host)
+        return self._local
+
+    def _system_username(self, hub_username: str) -> str:
+        mapping = self.system_username
+        name = mapping(hub_username) if callable(mapping) else mapping.format(username=hub_username)
+        if not isinstance(name, str) or not _SYSTEM_USER.fullmatch(name):
+            raise BackendError(
+                f"the hub user {hub_username!r} has no valid system account name "
+                f"({name!r}); ask an administrator to check system_username"
+            )
+        return name
+
+    async def _account(self, hub_username: str) -> SystemAccount:
+        name = self._system_username(hub_username)
+        loop = asyncio.get_running_loop()
+        try:
+            # pwd may ask LDAP: keep it off the event loop.
+            return await loop.run_in_executor(None, _lookup_account, name)
+        except KeyError:
+            raise BackendError(
+                f"there is no system account {name!r} for the hub user {hub_username!r}: "
+                "ask an administrator to create it (or to fix system_username)"
+            ) from None
+
+    def _stored_account(self, state: ProcessState) -> SystemAccount:
+        # Stop, read_log and poll work from stored state only; uid/home are not needed.
+        return SystemAccount(name=str(state.get("username") or ""), uid=-1, home="")
+
+    def _staging_path(self, account: SystemAccount, spec: ProcessSpec) -> str:
+        for what, value in (("cluster name", spec.cluster_name), ("process name", spec.name)):
+            if not _PATH_PART.fullmatch(value) or value in (".", ".."):
+                raise BackendError(f"{what} {value!r} cannot be used in a file name")
+        path = self.staging_dir.format(
+            home=account.home,
+            username=account.name,
+            cluster=spec.cluster_name,
+            name=spec.name,
+        )
+        return posixpath.normpath(path)
+
+    def _prefix(self, account: SystemAccount) -> list[str]:
+        if not account.name:
+            return []
+        return [arg.format(username=account.name) for arg in self.submit_as_user]
+
+    def _command_env(self) -> dict[str, str]:
+        return {k: os.environ[k] for k in self.submit_environment if k in os.environ}
+
+    async def _run(
+        self, argv: Sequence[str], *, input: bytes | None = None, check: bool = True
+    ) -> CommandResult:
+        return await run_command(
+            argv,
+            limit_seconds=self.command_timeout,
+            input=input,
+            env=self._command_env(),
+            check=check,
+        )
+
+    async def _prepare_staging(
+        self, account: SystemAccount, staging: str, files: dict[str, bytes]
+    ) -> None:
+        payload = {"files": {k: base64.b64encode(v).decode() for k, v in files.items()}}
+        argv = [
+            *self._prefix(account),
+            self.staging_python,
+            "-I",
+            "-m",
+            "hubgate.spawners.batch_staging",
+            "prepare",
+            staging,
+        ]
+        try:
+            await self._run(argv, input=json.dumps(payload).encode())
+        except CommandError as exc:
+            raise BackendError(
+                f"cannot prepare the folder {staging} for {account.name}'s job: {exc}"
+            ) from exc
+
+    async def _clean_staging(self, account: SystemAccount, staging: str) -> None:
+        argv = [
+            *self._prefix(account),
+            self.staging_python,
+            "-I",
+            "-m",
+            "hubgate.spawners.batch_staging",
+            "clean",
+            staging,
+            *_CREDENTIAL_FILES,
+            "token",
+        ]
+        try:
+            await self._run(argv)
+        except BackendError as exc:
+            # The job is gone either way; leftover keys are worth a warning, not a failure.
+            self.log.warning("Could not remove the credentials in %s: %s", staging, exc)
+
+    async def _query_states(self, states: list[ProcessState]) -> dict[str, JobInfo]:
+        """Job infos for ``states``: one query for all (or one per user)."""
+        groups: dict[str, list[str]] = {}
+        for state in states:
+            job_id = str(state.get("job_id") or "")
+            if job_id:
+                user = str(state.get("username") or "") if self.query_as_user else ""
+                groups.setdefault(user, []).append(job_id)
+        infos: dict[str, JobInfo] = {}
+        for user, ids in groups.items():
+            prefix = self._prefix(SystemAccount(user, -1, "")) if user else []
+            unique = list(dict.fromkeys(ids))
+            for start in range(0, len(unique), _QUERY_CHUNK):
+                infos.update(await self.query_jobs(unique[start : start + _QUERY_CHUNK], prefix))
+        return infos
+
+    async def _in_queue(self, state: ProcessState) -> bool:
+        info = (await self._query_states([state])).get(str(state.get("job_id")))
+        return info is not None and info.phase is not Phase.GONE
+
+    async def _wait_gone(self, state: ProcessState) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.stop_timeout
+        delay = 0.2
+        while await self._in_queue(state):
+            if loop.time() > deadline:
+                raise BackendError(
+                    f"{self.system_name} job {state.get('job_id')} is still in the queue "
+                    f"{self.stop_timeout:g} s after it was cancelled"
+                )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+    async def _read_file_tail(self, state: ProcessState, path: str, max_lines: int) -> str | None:
+        if os.geteuid() == 0 and not self.read_log_as_user:
+            loop = asyncio.get_running_loop()
+            try:
+                return await loop.run_in_executor(None, _read_tail, path, max_lines)
+            except PermissionError:
+                pass  # root squash: read it as the user
+            except OSError as exc:
+                self.log.warning("Cannot read %s: %s", path, exc)
+                return None
+        argv = [
+            *self._prefix(self._stored_account(state)),
+            "tail",
+            "-n",
+            str(max_lines),
+            "--",
+            path,
+        ]
+        result = await self._run(argv, check=False)
+        if result.returncode == 0:
+            return result.stdout
+        if "No such file" in result.stderr:
+            return None
+        raise failure(result)
+
+    async def _exit_record(self, state: ProcessState) -> Any:
+        from hubgate.cluster_process import ExitRecord
+
+        staging = state.get("staging_dir")
+        if not staging:
+            return None
+        try:
+            text = await self._read_file_tail(state, posixpath.join(str(staging), EXIT_FILE), 5)
+            data = json.loads(text) if text else None
+        except (BackendError, ValueError):
+            return None
+        if not isinstance(data, dict):
+            return None
+        return ExitRecord(
+            exit_code=data.get("exit_code"),
+            signal=data.get("signal"),
+            reason=str(data.get("reason") or ""),
+        )
+
+    async def _gone_status(self, state: ProcessState, info: JobInfo | None) -> ProcessStatus:
+        """Why a job left the queue, in words: the system's final state and exit code,
+        the runtime's own exit record, and the last lines of the job's output."""
+        job_id = str(state.get("job_id") or "")
+        if not job_id:
+            return ProcessStatus(Phase.GONE, "no batch job was recorded for this process")
+        final = await self.finished_job(job_id) or info
+        record = await self._exit_record(state)
+        try:
+            tail = await self.read_log(state, self.gone_output_lines)
+        except BackendError as exc:
+            self.log.warning(
+                "Cannot read the output of %s job %s: %s", self.system_name, job_id, exc
+            )
+            tail = None
+        exit_code = final.exit_code if final else None
+        if final is not None:
+            reason = f"{self.system_name} job {job_id} ended ({final.state})"
+            if final.signal:
+                reason += f", killed by signal {final.signal}"
+            elif final.exit_code is not None:
+                reason += f" with exit code {final.exit_code}"
+        else:
+            reason = f"{self.system_name} job {job_id} is no longer in the queue"
+        if record is not None:
+            reason += f"; the process {record.describe()}"
+            if exit_code is None:
+                exit_code = record.exit_code
+        if tail and tail.strip():
+            reason += "; last output:\n" + tail.rstrip("\n")
+        return ProcessStatus(Phase.GONE, reason, exit_code)
+
+
+def _ids_lost_only(stderr: str, marker: str) -> bool:
+    """True when every stderr line only says that some job id is unknown."""
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    return all(marker in ln for ln in lines)
+
+
+class SlurmBackend(BatchBackend):
+    """Each scheduler and worker is a Slurm job (``sbatch``/``squeue``/``scancel``)."""
+
+    backend_name = "slurm"
+    system_name = "Slurm"
+    directive_prefix = "#SBATCH"
+
+    partition = Unicode(
+        "",
+        config=True,
+        help="""Slurm partition for the jobs (``--partition``); empty for the default
+        partition. A cluster option ``partition`` (or ``queue``) overrides it.""",
+    )
+
+    qos = Unicode(
+        "",
+        config=True,
+        help="""Slurm quality of service (``--qos``); empty for none. A cluster option
+        ``qos`` overrides it.""",
+    )
+
+    query_command = List(
+        Unicode(),
+        default_value=["squeue", "-h", "--states=all", "-o", "%i %T %r", "-j", "{job_ids}"],
+        config=True,
+        help="""Command that lists the state of several jobs at once, as an argument list
+        with ``{job_ids}`` (comma separated). Its output must be ``%i %T %r`` lines.
+        ``--states=all`` keeps jobs that just ended visible with their final state.""",
+    )
+
+    finished_command = List(
+        Unicode(),
+        default_value=["scontrol", "show", "job", "-o", "{job_id}"],
+        config=True,
+        help="""Command that describes a job that has ended (state and ExitCode), as an
+        argument list with ``{job_id}``.""",
+    )
+
+    @default("submit_command")
+    def _default_submit(self) -> list[str]:
+        return _batchspawner_command(SlurmSpawner, "batch_submit_cmd")
+
+    @default("cancel_command")
+    def _default_cancel(self) -> list[str]:
+        return _batchspawner_command(SlurmSpawner, "batch_cancel_cmd")
+
+    def queue_and_project(self, resources: dict[str, Any]) -> tuple[str, str]:
+        queue = resources.get("partition") or resources.get("queue") or self.partition
+        return str(queue), str(resources.get("qos") or self.qos)
+
+    def job_directives(self, request: JobRequest) -> list[str]:
+        return slurm_directives(request)
+
+    def parse_job_id(self, output: str) -> str:
+        return parse_slurm_job_id(output)
+
+    async def query_jobs(
+        self, job_ids: Sequence[str], prefix: Sequence[str] = ()
+    ) -> dict[str, JobInfo]:
+        argv = [*prefix, *(a.format(job_ids=",".join(job_ids)) for a in self.query_command)]
+        result = await self._run(argv, check=False)
+        if result.returncode != 0:
+            # A lone id Slurm has forgotten: "Invalid job id specified" (exit 1).
+            if _ids_lost_only(result.stderr, "Invalid job id"):
+                return {}
+            raise failure(result)
+        return parse_squeue(result.stdout)
+
+    async def finished_job(self, job_id: str) -> JobInfo | None:
+        argv = [a.format(job_id=job_id) for a in self.finished_command]
+        result = await self._run(argv, check=False)
+        if result.returncode != 0:
+            return None
+        return parse_scontrol_job(result.stdout)
+
+
+class _QueueBackend(BatchBackend):
+    """PBS, SGE and LSF call partitions queues and QOS-like things projects."""
+
+    __abstract__ = True
+
+    queue = Unicode(
+        "",
+        config=True,
+        help="""Queue the jobs go to; empty for the default queue. A cluster option
+        ``queue`` overrides it.""",
+    )
+
+    project = Unicode(
+        "",
+        config=True,
+        help="""Project the jobs are charged to (``-P``); empty for none. A cluster option
+        ``project`` overrides it.""",
+    )
+
+    def queue_and_project(self, resources: dict[str, Any]) -> tuple[str, str]:
+        queue = resources.get("queue") or resources.get("partition") or self.queue
+        return str(queue), str(resources.get("project") or self.project)
+
+
+class PBSBackend(_QueueBackend):
+    """Each process is a PBS Pro or Torque job (``qsub``/``qstat``/``qdel``)."""
+
+    backend_name = "pbs"
+    system_name = "PBS"
+    directive_prefix = "#PBS"
+
+    torque = Bool(
+        False,
+        config=True,
+        help="""Write Torque resource requests (``-l nodes=1:ppn=N``, ``-l mem=``) instead
+        of PBS Pro's (``-l select=1:ncpus=N:mem=``), and query with ``qstat -f`` (Torque
+        keeps finished jobs as state C) instead of ``qstat -f -x``.""",
+    )
+
+    @default("submit_command")
+    def _default_submit(self) -> list[str]:
+        return _batchspawner_command(PBSSpawner, "batch_submit_cmd")
+
+    @default("cancel_command")
+    def _default_cancel(self) -> list[str]:
+        return _batchspawner_command(PBSSpawner, "batch_cancel_cmd")
+
+    def job_directives(self, request: JobRequest) -> list[str]:
+        return pbs_directives(request, torque=self.torque)
+
+    def parse_job_id(self, output: str) -> str:
+        return parse_pbs_job_id(output)
+
+    async def query_jobs(
+        self, job_ids: Sequence[str], prefix: Sequence[str] = ()
+    ) -> dict[str, JobInfo]:
+        argv = [*prefix, "qstat", "-f", *([] if self.torque else ["-x"]), *job_ids]
+        result = await self._run(argv, check=False)
+        if result.returncode != 0 and not _ids_lost_only(result.stderr, "Unknown Job Id"):
+            raise failure(result)
+        reported = parse_qstat_full(result.stdout)
+        # qsub may print a shorter server name than qstat: match on the sequence number.
+        by_number = {key.split(".", 1)[0]: info for key, info in reported.items()}
+        return {
+            job_id: reported.get(job_id) or by_number[job_id.split(".", 1)[0]]
+            for job_id in job_ids
+            if job_id in reported or job_id.split(".", 1)[0] in by_number
+        }
+
+
+class SGEBackend(_QueueBackend):
+    """Each process is a (Son of / Univa / Altair) Grid Engine job."""
+
+    backend_name = "sge"
+    system_name = "SGE"
+    directive_prefix = "#$"
+
+    parallel_environment = Unicode(
+        "smp",
+        config=True,
+        help="""Parallel environment for jobs with more than one core (``-pe <pe> N``);
+        empty to request cores otherwise (e.g. through ``extra_directives``).""",
+    )
+
+    memory_resource = Unicode(
+        "h_vmem",
+        config=True,
+        help="""Resource that requests memory per slot (``-l h_vmem=...``), such as
+        ``h_vmem``, ``mem_free`` or ``m_mem_free``; empty to request none.""",
+    )
+
+    @default("submit_command")
+    def _default_submit(self) -> list[str]:
+        return _batchspawner_command(GridengineSpawner, "batch_submit_cmd")
+
+    @default("cancel_command")
+    def _default_cancel(self) -> list[str]:
+        return _batchspawner_command(GridengineSpawner, "batch_cancel_cmd")
+
+    def job_directives(self, request: JobRequest) -> list[str]:
+        return sge_directives(
+            request,
+            parallel_environment=self.parallel_environment,
+            memory_resource=self.memory_resource,
+        )
+
+    def parse_job_id(self, output: str) -> str:
+        return parse_sge_job_id(output)
+
+    def pending_reason(self, info: JobInfo) -> str:
+        # qstat -xml gives no queue reason, only "held" or "suspended" from the code.
+        return info.reason or "queued"
+
+    async def query_jobs(
+        self, job_ids: Sequence[str], prefix: Sequence[str] = ()
+    ) -> dict[str, JobInfo]:
+        # qstat lists everyone's jobs with -u '*' (no shell here, so no quotes).
+        result = await self._run([*prefix, "qstat", "-xml", "-u", "*"])
+        wanted = set(job_ids)
+        try:
+            return {k: v for k, v in parse_qstat_xml(result.stdout).items() if k in wanted}
+        except JobParseError as exc:
+            raise BackendError(f"cannot read the output of qstat: {exc}") from exc
+
+    async def finished_job(self, job_id: str) -> JobInfo | None:
+        result = await self._run(["qacct", "-j", job_id], check=False)
+        return parse_qacct(result.stdout) if result.returncode == 0 else None
+
+
+class LSFBackend(_QueueBackend):
+    """Each process is an IBM Spectrum LSF job (``bsub``/``bjobs``/``bkill``)."""
+
+    backend_name = "lsf"
+    system_name = "LSF"
+    directive_prefix = "#BSUB"
+
+    @default("submit_command")
+    def _default_submit(self) -> list[str]:
+        return _batchspawner_command(LsfSpawner, "batch_submit_cmd")
+
+    @default("cancel_command")
+    def _default_cancel(self) -> list[str]:
+        return _batchspawner_command(LsfSpawner, "batch_cancel_cmd")
+
+    def job_directives(self, request: JobRequest) -> list[str]:
+        return lsf_directives(request)
+
+    def parse_job_id(self, output: str) -> str:
+        return parse_lsf_job_id(output)
+
+    def pending_reason(self, info: JobInfo) -> str:
+        if info.state in ("PSUSP", "USUSP", "SSUSP"):
+            return f"suspended ({info.state})"
+        return super().pending_reason(info)
+
+    async def query_jobs(
+        self, job_ids: Sequence[str], prefix: Sequence[str] = ()
+    ) -> dict[str, JobInfo]:
+        argv = [*prefix, "bjobs", "-a", "-noheader", "-o", BJOBS_FIELDS, *job_ids]
+        result = await self._run(argv, check=False)
+        if result.returncode != 0 and not _ids_lost_only(result.stderr, "is not found"):
+            raise failure(result)
+        return parse_bjobs(result.stdout)

@@ -1,0 +1,80 @@
+"""The JupyterHub side of the page and the proxy: a browser without a hub cookie is sent
+to the hub's OAuth login; the access rule in one function."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+from hubgate.hub_service.dashboard_proxy import (
+    check_dashboard_access,
+    dashboard_routes,
+    hub_dashboard_authorizer,
+)
+from hubgate.hub_service.pages import page_routes
+from tornado import web
+from tornado.httpclient import AsyncHTTPClient
+
+from .conftest import OWNERS, SERVICE_PREFIX, make_hub_auth, serve
+
+
+@pytest.fixture
+async def hub_app() -> AsyncIterator[str]:
+    settings = {
+        "hub_auth": make_hub_auth(),
+        "cookie_secret": "z" * 32,
+        "hubgate_dashboard_target": lambda name: None,
+        "hubgate_dashboard_authorize": hub_dashboard_authorizer(OWNERS.get),
+    }
+    server, url = await serve(
+        [*page_routes(SERVICE_PREFIX), *dashboard_routes(SERVICE_PREFIX)], settings
+    )
+    yield url
+    server.stop()
+
+
+@pytest.mark.parametrize("path", ["", "clusters/c0ffee/status?x=1"])
+async def test_browser_without_cookie_goes_to_hub_login(hub_app: str, path: str) -> None:
+    response = await AsyncHTTPClient().fetch(
+        f"{hub_app}{SERVICE_PREFIX}{path}", follow_redirects=False, raise_error=False
+    )
+    assert response.code == 302
+    location = urlparse(response.headers["Location"])
+    assert location.path == "/hub/api/oauth2/authorize"
+    query = parse_qs(location.query)
+    assert query["client_id"] == ["service-dask-gateway"]
+    assert query["redirect_uri"] == [f"{SERVICE_PREFIX}oauth_callback"]
+    assert query["state"]
+    # The state cookie remembers where to come back to.
+    assert any("state" in c for c in response.headers.get_list("Set-Cookie"))
+
+
+async def test_api_call_without_credentials_is_401(hub_app: str) -> None:
+    response = await AsyncHTTPClient().fetch(
+        f"{hub_app}{SERVICE_PREFIX}clusters/c0ffee/api/v1/retire_workers",
+        method="POST",
+        body=b"{}",
+        raise_error=False,
+    )
+    assert response.code == 401
+    assert b"Log in to JupyterHub" in response.body
+
+
+@pytest.mark.parametrize(
+    ("owner", "viewer", "admin", "code"),
+    [
+        ("alice", "alice", False, None),
+        ("alice", "root", True, None),
+        ("alice", "bob", False, 403),
+        (None, "alice", False, 404),
+        (None, "root", True, 404),
+    ],
+)
+def test_access_rule(owner: str | None, viewer: str, admin: bool, code: int | None) -> None:
+    if code is None:
+        check_dashboard_access("c", owner, viewer, admin)
+        return
+    with pytest.raises(web.HTTPError) as refused:
+        check_dashboard_access("c", owner, viewer, admin)
+    assert refused.value.status_code == code

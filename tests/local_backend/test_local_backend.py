@@ -1,0 +1,346 @@
+"""LocalBackend, the cluster process runtime and the scheduler agent, with real
+schedulers, workers, TLS and a websocket endpoint."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import sys
+
+import pytest
+from hubgate.spawners.base import Phase, ProcessSpec
+from hubgate.spawners.local import LocalBackend, is_running
+from tornado.httpclient import AsyncHTTPClient
+
+from .conftest import AgentEndpoint, Cluster, processes_of, wait_for
+
+GiB = 2**30
+
+
+async def _start_scheduler(tracker, cluster: Cluster, endpoint: AgentEndpoint):
+    state = await tracker.start(cluster.scheduler_spec())
+    hello = await endpoint.wait_message(cluster.name, "hello")
+    return state, hello
+
+
+@pytest.mark.slow
+async def test_cluster_end_to_end(
+    make_backend, cluster: Cluster, agent_endpoint: AgentEndpoint, launch_mode, tmp_path
+):
+    from dask import array as da
+    from distributed import Client
+
+    tracker = await make_backend(fork=launch_mode == "fork")
+    backend: LocalBackend = tracker.backend
+
+    scheduler, hello = await _start_scheduler(tracker, cluster, agent_endpoint)
+    assert set(scheduler) == {"pid", "start_ticks", "log", "workdir", "exit_file"}
+    workdir = scheduler["workdir"]
+    assert os.stat(workdir).st_mode & 0o777 == 0o700
+    assert os.stat(os.path.join(workdir, "scheduler.key")).st_mode & 0o777 == 0o600
+    assert hello["cluster"] == cluster.name
+    assert hello["scheduler_address"].startswith("tls://127.0.0.1:")
+    assert hello["dashboard_address"].startswith("http://127.0.0.1:")
+    assert hello["workers"] == []
+    assert {"python", "dask", "distributed", "cloudpickle", "msgpack", "hubgate"} <= set(
+        hello["versions"]
+    )
+    # The dashboard answers under the service's public path.
+    response = await AsyncHTTPClient().fetch(
+        hello["dashboard_address"] + cluster.dashboard_prefix + "/health"
+    )
+    assert response.body == b"ok"
+
+    address = hello["scheduler_address"]
+    w1 = await tracker.start(cluster.worker_spec("w-1", address, threads=1, memory=GiB))
+    w2 = await tracker.start(cluster.worker_spec("w-2", address, threads=2, memory=2 * GiB))
+    added1 = await agent_endpoint.wait_message(cluster.name, "worker_added", name="w-1")
+    added2 = await agent_endpoint.wait_message(cluster.name, "worker_added", name="w-2")
+    assert (added1["nthreads"], added1["memory_limit"]) == (1, GiB)
+    assert (added2["nthreads"], added2["memory_limit"]) == (2, 2 * GiB)
+    assert added1["address"].startswith("tls://127.0.0.1:")
+    statuses = await backend.poll([scheduler, w1, w2])
+    assert [s.phase for s in statuses] == [Phase.RUNNING] * 3
+    assert len(processes_of(cluster.name, [scheduler, w1, w2])) >= 3
+
+    async with Client(
+        address, security=cluster.client_security(tmp_path), asynchronous=True
+    ) as client:
+        total = await client.compute(da.ones((4000, 4000), chunks=500).sum())
+        assert total == 16_000_000
+        # Once the work is done the agent reports an idle cluster.
+        activity = await agent_endpoint.wait_message(cluster.name, "activity", processing=0)
+        assert isinstance(activity["adaptive_target"], int)
+        assert isinstance(activity["idle_since"], float)
+
+        await agent_endpoint.send(cluster.name, {"op": "retire_workers", "names": ["w-1"]})
+        removed = await agent_endpoint.wait_message(cluster.name, "worker_removed", name="w-1")
+        assert removed["expected"] is True
+        # A retired worker exits normally.
+        await wait_for(lambda: not is_running(w1["pid"], w1["start_ticks"]), what="w-1 exit")
+        [status] = await backend.poll([w1])
+        assert status.phase is Phase.GONE
+        assert status.exit_code == 0, status.reason
+        assert list((await client.nthreads()).values()) == [2]  # only w-2 is left
+
+    log = await backend.read_log(scheduler, max_lines=200)
+    assert log and "Scheduler at" in log
+
+    for state in (w2, scheduler, w1):
+        await backend.stop(state)
+    assert processes_of(cluster.name, [scheduler, w1, w2]) == []
+    assert [s.phase for s in await backend.poll([scheduler, w1, w2])] == [Phase.GONE] * 3
+    assert not await asyncio.to_thread(os.path.exists, workdir)  # credentials removed
+    assert await backend.read_log(scheduler) is not None  # the log is kept
+    await backend.stop(scheduler)  # idempotent
+
+
+@pytest.mark.slow
+async def test_killed_worker_is_gone_with_reason(
+    make_backend, cluster: Cluster, agent_endpoint: AgentEndpoint, launch_mode
+):
+    tracker = await make_backend(fork=launch_mode == "fork")
+    _, hello = await _start_scheduler(tracker, cluster, agent_endpoint)
+    worker = await tracker.start(
+        cluster.worker_spec("w-k", hello["scheduler_address"], threads=1, memory=GiB)
+    )
+    await agent_endpoint.wait_message(cluster.name, "worker_added", name="w-k")
+
+    os.kill(worker["pid"], signal.SIGKILL)
+
+    removed = await agent_endpoint.wait_message(cluster.name, "worker_removed", name="w-k")
+    assert removed["expected"] is False
+    status = await wait_for(
+        lambda: _gone(tracker.backend, worker), what="the killed worker to be gone"
+    )
+    assert "killed by signal 9" in status.reason
+    assert status.exit_code == -9
+
+
+@pytest.mark.slow
+async def test_listen_on_all_interfaces_advertise_one(
+    make_backend, cluster: Cluster, agent_endpoint: AgentEndpoint, tmp_path
+):
+    """Bound to 0.0.0.0 (a batch or pod backend), the processes advertise
+    HUBGATE_ADVERTISE_HOST, and that address works."""
+    tracker = await make_backend(fork=True)
+    hosts = {"HUBGATE_LISTEN_HOST": "0.0.0.0", "HUBGATE_ADVERTISE_HOST": "127.0.0.1"}
+    spec = cluster.scheduler_spec()
+    await tracker.start(dataclasses.replace(spec, env={**spec.env, **hosts}))
+    hello = await agent_endpoint.wait_message(cluster.name, "hello")
+    assert hello["scheduler_address"].startswith("tls://127.0.0.1:")
+    assert hello["dashboard_address"].startswith("http://127.0.0.1:")
+    await tracker.start(
+        cluster.worker_spec("w-a", hello["scheduler_address"], threads=1, memory=GiB, env=hosts)
+    )
+    added = await agent_endpoint.wait_message(cluster.name, "worker_added", name="w-a")
+    assert added["address"].startswith("tls://127.0.0.1:")
+
+    from distributed import Client
+
+    async with Client(
+        hello["scheduler_address"], security=cluster.client_security(tmp_path), asynchronous=True
+    ) as client:
+        assert await client.submit(sum, [1, 2, 3]) == 6
+
+
+@pytest.mark.slow
+async def test_nanny_worker_leaves_nothing_behind(
+    make_backend, cluster: Cluster, agent_endpoint: AgentEndpoint
+):
+    """With HUBGATE_WORKER_NANNY=1 the worker is a nanny's child process: stopping the
+    nanny's process stops both."""
+    tracker = await make_backend(fork=True)
+    scheduler, hello = await _start_scheduler(tracker, cluster, agent_endpoint)
+    spec = cluster.worker_spec(
+        "w-n",
+        hello["scheduler_address"],
+        threads=2,
+        memory=GiB,
+        env={"HUBGATE_WORKER_NANNY": "1"},
+    )
+    worker = await tracker.start(spec)
+    added = await agent_endpoint.wait_message(cluster.name, "worker_added", name="w-n")
+    assert (added["nthreads"], added["memory_limit"]) == (2, GiB)
+    states = [scheduler, worker]
+    assert len(processes_of(cluster.name, states)) >= 3  # scheduler, nanny, its worker
+
+    await tracker.backend.stop(worker)
+    await tracker.backend.stop(scheduler)
+    assert processes_of(cluster.name, states) == []
+
+
+async def _gone(backend, state):
+    [status] = await backend.poll([state])
+    return status if status.phase is Phase.GONE else None
+
+
+@pytest.mark.parametrize(
+    "setup, expected",
+    [
+        (
+            "echo 'conda: environment /opt/envs/missing not found' >&2; exit 1",
+            "exited with code 1: conda: environment /opt/envs/missing not found",
+        ),
+        # A last command that fails stops the start too, with a line that says so.
+        (
+            "source /opt/envs/missing/bin/activate",
+            "exited with code 1: hubgate: the setup script failed with exit code 1",
+        ),
+    ],
+)
+async def test_setup_failure_reports_its_output(
+    make_backend, cluster: Cluster, setup: str, expected: str
+):
+    tracker = await make_backend(fork=True)
+    spec = cluster.worker_spec("w-s", "tls://127.0.0.1:1", threads=1, memory=GiB, setup=setup)
+    state = await tracker.start(spec)
+    status = await wait_for(lambda: _gone(tracker.backend, state), what="setup failure")
+    assert status.exit_code == 1
+    assert status.reason == expected
+    assert "/opt/envs/missing" in await tracker.backend.read_log(state)
+
+
+async def test_setup_runs_before_the_process(make_backend, cluster: Cluster, tmp_path):
+    """The setup shares the process's shell (its exports reach it) and argv is passed
+    as arguments, never pasted into the script."""
+    tracker = await make_backend(fork=True)
+    marker = tmp_path / "it ran; $(touch hacked)"
+    spec = ProcessSpec(
+        cluster_name=cluster.name,
+        role="worker",
+        name="w-shell",
+        username="test",
+        argv=[sys.executable, "-c", "import os,sys; open(sys.argv[1],'w').write(os.environ['X'])"]
+        + [str(marker)],
+        setup="export X=from-setup",
+    )
+    state = await tracker.start(spec)
+    status = await wait_for(lambda: _gone(tracker.backend, state), what="the command to end")
+    assert status.exit_code == 0, status.reason
+    assert marker.read_text() == "from-setup"
+    assert not (tmp_path / "hacked").exists()
+
+
+async def test_bad_configuration_is_one_readable_line(make_backend, cluster: Cluster):
+    tracker = await make_backend(fork=True)
+    spec = cluster.worker_spec("w-bad", "tls://127.0.0.1:1", threads=1, memory=GiB)
+    env = {k: v for k, v in spec.env.items() if k != "HUBGATE_WORKER_THREADS"}
+    state = await tracker.start(dataclasses.replace(spec, env=env))
+    status = await wait_for(lambda: _gone(tracker.backend, state), what="config failure")
+    assert status.exit_code == 2
+    assert "HUBGATE_WORKER_THREADS is not set" in status.reason
+    log = await tracker.backend.read_log(state)
+    assert log.splitlines()[-1] == (
+        "hubgate: HUBGATE_WORKER_THREADS is not set: the backend must set it for a worker"
+    )
+    assert "Traceback" not in log
+
+
+@pytest.mark.slow
+async def test_unreachable_scheduler_fails_with_reason(make_backend, cluster: Cluster):
+    tracker = await make_backend(fork=False)
+    spec = cluster.worker_spec(
+        "w-u",
+        "tls://127.0.0.1:1",
+        threads=1,
+        memory=GiB,
+        env={"HUBGATE_WORKER_CONNECT_TIMEOUT": "2"},
+    )
+    state = await tracker.start(spec)
+    status = await wait_for(lambda: _gone(tracker.backend, state), what="start failure")
+    assert status.exit_code == 3
+    assert "the worker failed to start" in status.reason
+
+
+@pytest.mark.slow
+async def test_restarted_service_finds_running_processes(
+    make_backend, cluster: Cluster, agent_endpoint: AgentEndpoint, launch_mode
+):
+    first = await make_backend(fork=launch_mode == "fork")
+    scheduler, _ = await _start_scheduler(first, cluster, agent_endpoint)
+    await first.backend.cleanup()  # the service stops; its fork server goes
+
+    restarted = await make_backend(fork=launch_mode == "fork")
+    [status] = await restarted.backend.poll([scheduler])
+    assert status.phase is Phase.RUNNING
+    assert "Scheduler at" in (await restarted.backend.read_log(scheduler, 100) or "")
+
+    await restarted.backend.stop(scheduler)
+    [status] = await restarted.backend.poll([scheduler])
+    assert status.phase is Phase.GONE
+    assert status.exit_code == 0, status.reason
+    assert processes_of(cluster.name, [scheduler]) == []
+
+
+@pytest.mark.slow
+async def test_agent_reconnects_and_says_hello_again(
+    make_backend, cluster: Cluster, agent_endpoint: AgentEndpoint
+):
+    tracker = await make_backend(fork=True)
+    scheduler, hello = await _start_scheduler(tracker, cluster, agent_endpoint)
+    worker = await tracker.start(
+        cluster.worker_spec("w-r", hello["scheduler_address"], threads=1, memory=GiB)
+    )
+    await agent_endpoint.wait_message(cluster.name, "worker_added", name="w-r")
+
+    await agent_endpoint.stop()  # the service restarts
+    agent_endpoint.messages.clear()
+    agent_endpoint.start()
+
+    again = await agent_endpoint.wait_message(cluster.name, "hello")
+    assert again["scheduler_address"] == hello["scheduler_address"]
+    assert [w["name"] for w in again["workers"]] == ["w-r"]
+
+    # And the new connection carries orders.
+    await agent_endpoint.send(cluster.name, {"op": "close"})
+    await wait_for(
+        lambda: not is_running(scheduler["pid"], scheduler["start_ticks"]),
+        what="the scheduler to close",
+    )
+    [status] = await tracker.backend.poll([scheduler])
+    assert status.exit_code == 0, status.reason
+    await tracker.backend.stop(worker)
+    assert processes_of(cluster.name, [scheduler, worker]) == []
+
+
+@pytest.mark.slow
+async def test_agent_token_is_checked(
+    make_backend, cluster: Cluster, agent_endpoint: AgentEndpoint
+):
+    """The scheduler's agent sends its token: with a wrong one it is refused and keeps
+    trying (the endpoint counts the refusals)."""
+    agent_endpoint.tokens[cluster.name] = "not-the-token"
+    tracker = await make_backend(fork=True)
+    scheduler = await tracker.start(cluster.scheduler_spec())
+    await wait_for(lambda: agent_endpoint.rejected >= 2, what="refused connections")
+    assert agent_endpoint.of(cluster.name, "hello") == []
+    agent_endpoint.tokens[cluster.name] = cluster.token
+    await agent_endpoint.wait_message(cluster.name, "hello")
+    await tracker.backend.stop(scheduler)
+
+
+async def test_bad_python_environment_is_a_backend_error(make_backend, cluster: Cluster):
+    from hubgate.spawners.base import BackendError
+
+    tracker = await make_backend(fork=False)
+    spec = cluster.scheduler_spec(resources={"python": "/nonexistent/env"})
+    with pytest.raises(BackendError, match="does not exist"):
+        await tracker.start(spec)
+
+
+async def test_fork_server_starts_no_threads(work_dir):
+    """The server is single-threaded after its imports (forking is safe)."""
+    from hubgate.spawners.forkserver import ForkServerClient
+
+    client = ForkServerClient(sys.executable, os.path.join(work_dir, "fs.log"))
+    await client.start()
+    try:
+        reply = await client.request({"op": "ping"})
+        tasks = os.listdir(f"/proc/{reply['pid']}/task")
+        assert len(tasks) == 1
+    finally:
+        await client.close()
+    assert not client.alive
