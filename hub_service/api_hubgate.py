@@ -8,12 +8,20 @@ from importlib import resources
 from typing import Any
 
 from ..options import resolve_option_set
-from .api_v1 import create_from_request, parse_statuses
+from .api_v1 import ADAPT_FIELDS, SCALE_FIELDS, create_from_request, parse_statuses
 from .errors import Invalid
 from .handlers_base import BaseHandler
 from .model import Cluster, ClusterStatus, to_rich_json
 
 MAX_WAIT_SECONDS = 60.0
+
+
+def check_lease_seconds(seconds: Any) -> None:
+    """The lease rule of ``ClusterManager.renew_lease``, checked before a cluster exists."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float) or seconds < 0:
+        raise Invalid(f"lease_seconds must be a number of seconds >= 0, got {seconds!r}")
+    if seconds > 3600:
+        raise Invalid("A lease may last at most 3600 seconds; renew it more often")
 
 
 class HubgateHandler(BaseHandler):
@@ -46,15 +54,16 @@ class RichClustersHandler(HubgateHandler):
         self.write_json({"clusters": [self.rich(c) for c in clusters]})
 
     async def post(self) -> None:
-        body = self.json_body()
-        unknown = set(body) - {"options", "shutdown_on_close", "lease_seconds"}
-        if unknown:
+        body = self.json_body(allowed=("options", "shutdown_on_close", "lease_seconds"))
+        # Check everything before creating: a refused request must leave no cluster.
+        if not isinstance(body.get("shutdown_on_close", True), bool):
             raise Invalid(
-                f"Unknown field(s) {sorted(unknown)}; send options, shutdown_on_close, "
-                "lease_seconds"
+                f"shutdown_on_close must be true or false, got {body['shutdown_on_close']!r}"
             )
-        cluster = await create_from_request(self, body.get("options"))
         lease = body.get("lease_seconds")
+        if lease is not None:
+            check_lease_seconds(lease)
+        cluster = await create_from_request(self, body.get("options"))
         if lease is not None:
             self.service.manager.renew_lease(cluster, lease)
         self.write_json(self.rich(cluster), status=201)
@@ -65,12 +74,13 @@ class RichClusterHandler(HubgateHandler):
         manager = self.service.manager
         cluster = manager.get_cluster(self.user, name)
         wait = self.get_argument("wait", None)
-        if wait is not None and cluster.status is ClusterStatus.PENDING:
+        if wait is not None:
             try:
                 seconds = min(float(wait or MAX_WAIT_SECONDS), MAX_WAIT_SECONDS)
             except ValueError:
                 raise Invalid(f"wait must be a number of seconds, got {wait!r}") from None
-            await manager.wait_for_change(cluster, seconds)
+            if cluster.status is ClusterStatus.PENDING:
+                await manager.wait_for_change(cluster, seconds)
         self.write_json(self.rich(cluster))
 
     async def delete(self, name: str) -> None:
@@ -87,7 +97,7 @@ class RichScaleHandler(HubgateHandler):
     async def post(self, name: str) -> None:
         manager = self.service.manager
         cluster = manager.get_cluster(self.user, name, action="scale")
-        body = self.json_body()
+        body = self.json_body(allowed=SCALE_FIELDS)
         if "count" not in body:
             raise Invalid('Scale expects a JSON body like {"count": 4}')
         ok, msg = await manager.scale(cluster, body["count"], by=self.user.name)
@@ -98,7 +108,7 @@ class RichAdaptHandler(HubgateHandler):
     async def post(self, name: str) -> None:
         manager = self.service.manager
         cluster = manager.get_cluster(self.user, name, action="adapt")
-        body = self.json_body()
+        body = self.json_body(allowed=ADAPT_FIELDS)
         ok, msg = await manager.adapt(
             cluster,
             body.get("minimum"),
@@ -113,7 +123,7 @@ class LeaseHandler(HubgateHandler):
     def post(self, name: str) -> None:
         manager = self.service.manager
         cluster = manager.get_cluster(self.user, name, action="renew the lease of")
-        body = self.json_body()
+        body = self.json_body(allowed=("seconds",))
         manager.renew_lease(cluster, body.get("seconds", 60))
         self.write_json({"lease_expires": self.rich(cluster)["lease_expires"]})
 

@@ -13,6 +13,9 @@ from .model import ClusterStatus, to_v1_json
 
 # How long a GET ?wait may hold the request open, as dask-gateway does.
 LONG_POLL_SECONDS = 20.0
+# The fields of scale and adapt bodies (both APIs); anything else is a typo.
+SCALE_FIELDS = ("count",)
+ADAPT_FIELDS = ("minimum", "maximum", "active")
 
 
 def parse_statuses(text: str | None) -> set[ClusterStatus] | None:
@@ -63,7 +66,7 @@ class ClustersHandler(BaseHandler):
         self.write_json({c.name: to_v1_json(c) for c in clusters})
 
     async def post(self) -> None:
-        body = self.json_body()
+        body = self.json_body(allowed=("cluster_options",))
         cluster = await create_from_request(self, body.get("cluster_options"))
         self.write_json({"name": cluster.name}, status=201)
 
@@ -93,7 +96,7 @@ class ScaleHandler(BaseHandler):
     async def post(self, name: str) -> None:
         manager = self.service.manager
         cluster = manager.get_cluster(self.user, name, action="scale")
-        body = self.json_body()
+        body = self.json_body(allowed=SCALE_FIELDS)
         if "count" not in body:
             raise Invalid('Scale expects a JSON body like {"count": 4}')
         ok, msg = await manager.scale(cluster, body["count"], by=self.user.name)
@@ -104,7 +107,7 @@ class AdaptHandler(BaseHandler):
     async def post(self, name: str) -> None:
         manager = self.service.manager
         cluster = manager.get_cluster(self.user, name, action="adapt")
-        body = self.json_body()
+        body = self.json_body(allowed=ADAPT_FIELDS)
         ok, msg = await manager.adapt(
             cluster,
             body.get("minimum"),

@@ -192,7 +192,7 @@ class HubgateService(Application):
         config=True,
         help="""Defaults for every cluster's configuration, which the options handler's
         result overrides: worker_cores, worker_memory (bytes or '2G'), scheduler_cores,
-        scheduler_memory, environment, worker_setup, python, image, idle_timeout
+        scheduler_memory, environment, worker_setup, scheduler_setup, python, image, idle_timeout
         (seconds, 0 = never), max_workers, max_cores, max_memory (per-cluster limits),
         and backend-specific keys (partition, account, ...).""",
     )
@@ -397,16 +397,12 @@ class HubgateService(Application):
         handlers += dashboard_routes(prefix)
         handlers += api_v1.routes(prefix)
         handlers += api_hubgate.routes(prefix)
-        handlers += [(prefix + "api/agent/ws", AgentSocket)]
-        handlers += page_routes(prefix)
         handlers += [
-            (
-                prefix + "static/(.*)",
-                StaticFileHandler,
-                {"path": str(Path(__file__).parent / "static")},
-            ),
-            (prefix + ".*", NotFoundHandler),
+            (prefix + "api/agent/ws", AgentSocket),
+            (prefix + "oauth_callback", OAuthCallbackHandler),
         ]
+        handlers += page_routes(prefix)
+        handlers += [(prefix + ".*", NotFoundHandler)]
         return TornadoApplication(
             handlers,
             hubgate_service=self,

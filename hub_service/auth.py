@@ -103,7 +103,8 @@ class Authenticator:
                 f"'Authorization: token <token>' (create one at {self.hub_login_hint})"
             )
         if self.require_scope and not self.hub_auth.check_scopes(self.access_scopes, model):
-            scope = sorted(self.access_scopes)[0]
+            # Name the scope for this service, not the broad access:services.
+            scope = f"access:services!service={self.service_name}"
             raise Forbidden(
                 f"Your token does not grant access to the service {self.service_name!r}: it "
                 f"needs the scope {scope}. Ask your hub's admin to grant it, or create a "

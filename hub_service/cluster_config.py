@@ -61,6 +61,17 @@ def _positive_number(value: Any, what: str) -> float:
     return value
 
 
+def _environment(value: dict[Any, Any]) -> dict[str, str]:
+    env = {str(k): str(v) for k, v in value.items()}
+    reserved = sorted(k for k in env if k.upper().startswith("HUBGATE_"))
+    if reserved:
+        raise ConfigError(
+            f"environment may not set {', '.join(reserved)}: hubgate sets the HUBGATE_* "
+            "variables itself; remove them from the environment option"
+        )
+    return env
+
+
 @dataclass
 class ClusterConfig:
     worker_cores: float = 1
@@ -68,7 +79,9 @@ class ClusterConfig:
     scheduler_cores: float = 1
     scheduler_memory: int = 2 * GIB
     environment: dict[str, str] = field(default_factory=dict)
+    # shell snippets run just before each worker / the scheduler starts
     worker_setup: str | None = None
+    scheduler_setup: str | None = None
     # the interpreter to run (local and batch backends): a Python environment's python
     python: str | None = None
     image: str | None = None
@@ -82,17 +95,6 @@ class ClusterConfig:
     @property
     def worker_threads(self) -> int:
         return max(1, int(self.worker_cores))
-
-    def effective_max_workers(self) -> int | None:
-        """The most workers this cluster may have under its per-cluster limits."""
-        bounds = []
-        if self.max_workers is not None:
-            bounds.append(self.max_workers)
-        if self.max_cores is not None:
-            bounds.append(int(self.max_cores // self.worker_cores))
-        if self.max_memory is not None:
-            bounds.append(int(self.max_memory // self.worker_memory))
-        return max(0, min(bounds)) if bounds else None
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,8 +122,8 @@ class ClusterConfig:
             elif key == "environment":
                 if not isinstance(value, dict):
                     raise ConfigError(f"environment must be a mapping, got {type(value).__name__}")
-                cfg.environment = {str(k): str(v) for k, v in value.items()}
-            elif key in ("worker_setup", "python", "image"):
+                cfg.environment = _environment(value)
+            elif key in ("worker_setup", "scheduler_setup", "python", "image"):
                 if not isinstance(value, str):
                     raise ConfigError(f"{key} must be a string, got {value!r}")
                 setattr(cfg, key, value or None)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado.web import HTTPError, RequestHandler
 
-from .errors import ServiceError
+from .errors import Invalid, ServiceError
 from .model import User
 
 if TYPE_CHECKING:
@@ -67,8 +67,9 @@ class BaseHandler(HubOAuthenticated, RequestHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(data))
 
-    def json_body(self) -> dict[str, Any]:
-        """The request's JSON object; an empty body is an empty object."""
+    def json_body(self, allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
+        """The request's JSON object; an empty body is an empty object. With
+        ``allowed``, other fields are refused (a typo must not be silently ignored)."""
         if not self.request.body.strip():
             return {}
         try:
@@ -78,6 +79,12 @@ class BaseHandler(HubOAuthenticated, RequestHandler):
         if not isinstance(data, dict):
             raise ServiceError(
                 f"The request body must be a JSON object, got {type(data).__name__}", 400
+            )
+        unknown = sorted(set(data) - set(allowed)) if allowed is not None else []
+        if unknown:
+            raise Invalid(
+                f"Unknown field(s) {', '.join(map(repr, unknown))} in the request body; "
+                f"expected only {', '.join(allowed or ())}"
             )
         return data
 

@@ -73,10 +73,7 @@ class Usage:
     memory: int
 
     def describe(self) -> str:
-        return (
-            f"{self.clusters} cluster(s), {self.cores:g} cores and "
-            f"{self.memory / GIB:.3g} GiB in use"
-        )
+        return f"{self.clusters} cluster(s), {self.cores:g} cores and {_gib(self.memory)} in use"
 
 
 def usage_of(clusters: list[Cluster]) -> Usage:
@@ -105,17 +102,79 @@ def check_new_cluster(limits: UserLimits, usage: Usage, config: ClusterConfig) -
         )
     if limits.max_memory is not None and usage.memory + config.scheduler_memory > limits.max_memory:
         return (
-            f"A new cluster needs {config.scheduler_memory / GIB:.3g} GiB for its scheduler, but "
-            f"your limit is {limits.max_memory / GIB:.3g} GiB with {usage.describe()}"
+            f"A new cluster needs {_gib(config.scheduler_memory)} for its scheduler, but "
+            f"your limit is {_gib(limits.max_memory)} with {usage.describe()}"
         )
     return None
 
 
-def max_extra_workers(limits: UserLimits, usage: Usage, config: ClusterConfig) -> int | None:
-    """How many more workers of this cluster's size fit under the user's limits."""
+@dataclass(frozen=True)
+class Ceiling:
+    """The most workers a cluster may have, and which limit says so (for the message)."""
+
+    workers: int
+    why: str
+
+
+def cluster_ceiling(config: ClusterConfig) -> Ceiling | None:
+    """The tightest of the cluster's own limits (max workers, cores, memory)."""
+    bounds = []
+    if config.max_workers is not None:
+        bounds.append(
+            Ceiling(config.max_workers, f"this cluster's limit of {config.max_workers} workers")
+        )
+    if config.max_cores is not None:
+        bounds.append(
+            Ceiling(
+                int(config.max_cores // config.worker_cores),
+                f"this cluster's limit of {config.max_cores:g} cores "
+                f"with {config.worker_cores:g} per worker",
+            )
+        )
+    if config.max_memory is not None:
+        bounds.append(
+            Ceiling(
+                int(config.max_memory // config.worker_memory),
+                f"this cluster's limit of {_gib(config.max_memory)} "
+                f"with {_gib(config.worker_memory)} per worker",
+            )
+        )
+    return tightest(*bounds)
+
+
+def user_ceiling(limits: UserLimits, usage: Usage, config: ClusterConfig) -> Ceiling | None:
+    """How many workers of this cluster's size fit under the owner's limits, given
+    ``usage``: what the owner holds apart from this cluster's workers."""
     bounds = []
     if limits.max_cores is not None:
-        bounds.append(int((limits.max_cores - usage.cores) // config.worker_cores))
+        bounds.append(
+            Ceiling(
+                int((limits.max_cores - usage.cores) // config.worker_cores),
+                f"your limit of {limits.max_cores:g} cores across all your clusters: "
+                f"{usage.cores:g} are held by schedulers and other clusters, "
+                f"each worker needs {config.worker_cores:g}",
+            )
+        )
     if limits.max_memory is not None:
-        bounds.append(int((limits.max_memory - usage.memory) // config.worker_memory))
-    return max(0, min(bounds)) if bounds else None
+        bounds.append(
+            Ceiling(
+                int((limits.max_memory - usage.memory) // config.worker_memory),
+                f"your limit of {_gib(limits.max_memory)} across all your clusters: "
+                f"{_gib(usage.memory)} are held by schedulers and other clusters, "
+                f"each worker needs {_gib(config.worker_memory)}",
+            )
+        )
+    return tightest(*bounds)
+
+
+def tightest(*ceilings: Ceiling | None) -> Ceiling | None:
+    """The lowest of the given ceilings (never below 0 workers), or None for no limit."""
+    present = [c for c in ceilings if c is not None]
+    if not present:
+        return None
+    low = min(present, key=lambda c: c.workers)
+    return Ceiling(max(0, low.workers), low.why)
+
+
+def _gib(size: int) -> str:
+    return f"{size / GIB:.3g} GiB"

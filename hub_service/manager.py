@@ -20,8 +20,17 @@ from typing import Any, Protocol
 
 from ..spawners.base import Backend, BackendError, Phase, ProcessSpec, ProcessStatus
 from .cluster_config import ClusterConfig
+from .culling import adaptive_workers, idle_stop_reason, lease_stop_reason
 from .errors import Conflict, Forbidden, Invalid, LimitExceeded, NotFound, ServiceError
-from .limits import UserLimits, check_new_cluster, max_extra_workers, usage_of
+from .limits import (
+    Ceiling,
+    UserLimits,
+    check_new_cluster,
+    cluster_ceiling,
+    tightest,
+    usage_of,
+    user_ceiling,
+)
 from .model import Cluster, ClusterStatus, User, Worker, WorkerStatus
 from .store import ClusterStore
 from .tls import agenerate_cluster_credentials
@@ -51,6 +60,8 @@ class ManagerSettings:
     worker_start_failure_limit: int = 3
     poll_interval: float = 1.0
     adaptive_max_workers: int = 100
+    # seconds a lower adaptive target must hold before workers are retired
+    adaptive_scale_down_delay: float = 5.0
     stopped_cluster_retention: float = 24 * 3600.0
     log_lines: int = 30
     limits_for: Callable[[User], UserLimits] = field(default=lambda user: UserLimits())
@@ -82,6 +93,9 @@ class ClusterManager:
         self._poll_now = asyncio.Event()
         self._closing = False
         self._user_cache: dict[str, User] = {}
+        # adaptive scaling: the scheduler's latest target, and since when it is lower
+        self._adaptive_target: dict[str, int] = {}
+        self._adaptive_low_since: dict[str, float | None] = {}
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -89,6 +103,9 @@ class ClusterManager:
         """Load clusters from the database and take over the ones still running."""
         for cluster in await self.store.load_all():
             self.clusters[cluster.name] = cluster
+            if cluster.status is ClusterStatus.FAILED and cluster.stopped is None:
+                self._spawn(self._finish_stop(cluster, failed=True))  # interrupted
+                continue
             if cluster.status.final:
                 continue
             if cluster.scheduler_address and cluster.status is ClusterStatus.RUNNING:
@@ -157,7 +174,6 @@ class ClusterManager:
             raise NotFound(f"Cluster {name} not found")
         if not user.may_manage(cluster):
             raise Forbidden(f"User {user.name} lacks permissions to {action} cluster {name}")
-        cluster.last_request = time.time()
         return cluster
 
     async def wait_for_change(self, cluster: Cluster, timeout: float) -> None:
@@ -171,13 +187,11 @@ class ClusterManager:
     async def create_cluster(
         self, user: User, options: dict[str, Any], config: ClusterConfig
     ) -> Cluster:
-        limits = self.settings.limits_for(user)
-        mine = [c for c in self.clusters.values() if c.username == user.name]
-        problem = check_new_cluster(limits, usage_of(mine), config)
-        if problem:
-            raise LimitExceeded(problem)
+        self._check_user_limits(user, config)
         name = uuid.uuid4().hex
         credentials = await agenerate_cluster_credentials(name)
+        # Again, with no await before the insert: concurrent creates may have raced us.
+        self._check_user_limits(user, config)
         cluster = Cluster(
             name=name,
             username=user.name,
@@ -191,6 +205,12 @@ class ClusterManager:
         self._persist(cluster)
         self._spawn(self._start_scheduler(cluster))
         return cluster
+
+    def _check_user_limits(self, user: User, config: ClusterConfig) -> None:
+        mine = [c for c in self.clusters.values() if c.username == user.name]
+        problem = check_new_cluster(self.settings.limits_for(user), usage_of(mine), config)
+        if problem:
+            raise LimitExceeded(problem)
 
     def _base_env(self, cluster: Cluster) -> dict[str, str]:
         env = dict(cluster.config.environment)
@@ -226,7 +246,7 @@ class ClusterManager:
             files=files,
             cores=cluster.config.scheduler_cores,
             memory=cluster.config.scheduler_memory,
-            setup=cluster.config.worker_setup,
+            setup=cluster.config.scheduler_setup,
             resources=self._resources(cluster),
         )
         try:
@@ -258,24 +278,16 @@ class ClusterManager:
 
     # --- scale / adapt ------------------------------------------------------------------
 
-    def _worker_ceiling(self, cluster: Cluster) -> int | None:
+    def _worker_ceiling(self, cluster: Cluster) -> Ceiling | None:
         """The most workers the cluster may have: its own limits and its owner's."""
-        bounds = []
-        own = cluster.config.effective_max_workers()
-        if own is not None:
-            bounds.append(own)
-        owner = self._owner(cluster)
         others = [
             c for c in self.clusters.values() if c.username == cluster.username and c is not cluster
         ]
-        extra = max_extra_workers(
-            self.settings.limits_for(owner),
-            usage_of(others + [_scheduler_only(cluster)]),
-            cluster.config,
+        held = usage_of(others + [_scheduler_only(cluster)])
+        owner_limits = self.settings.limits_for(self._owner(cluster))
+        return tightest(
+            cluster_ceiling(cluster.config), user_ceiling(owner_limits, held, cluster.config)
         )
-        if extra is not None:
-            bounds.append(extra)
-        return min(bounds) if bounds else None
 
     def _owner(self, cluster: Cluster) -> User:
         return self._user_cache.get(cluster.username, User(cluster.username))
@@ -293,13 +305,16 @@ class ClusterManager:
         self._check_scalable(cluster)
         ok, msg = True, None
         ceiling = self._worker_ceiling(cluster)
-        if ceiling is not None and count > ceiling:
+        if ceiling is not None and count > ceiling.workers:
             ok = False
+            # dask-gateway's wording first (its users know it), then which limit.
             msg = (
                 f"Scale request of {count} workers would exceed resource limit of "
-                f"{ceiling} workers. Scaling to {ceiling} instead."
+                f"{ceiling.workers} workers. Scaling to {ceiling.workers} instead. "
+                f"The limit is {ceiling.why}."
             )
-            count = ceiling
+            count = ceiling.workers
+        cluster.last_request = time.time()
         cluster.adaptive.active = False
         cluster.requested_workers = count
         cluster.add_event(f"scaled to {count} worker(s) by {by}")
@@ -318,6 +333,8 @@ class ClusterManager:
         if not isinstance(active, bool):
             raise Invalid(f"Adapt expects active to be true or false, got {active!r}")
         self._check_scalable(cluster)
+        cluster.last_request = time.time()
+        self._adaptive_low_since.pop(cluster.name, None)
         if not active:
             cluster.adaptive.active = False
             cluster.add_event(f"adaptive scaling turned off by {by}")
@@ -326,23 +343,22 @@ class ClusterManager:
         minimum = minimum or 0
         ceiling = self._worker_ceiling(cluster)
         if maximum is None:
-            maximum = ceiling if ceiling is not None else self.settings.adaptive_max_workers
+            maximum = ceiling.workers if ceiling is not None else self.settings.adaptive_max_workers
         if minimum > maximum:
             raise Invalid(f"Adapt minimum ({minimum}) must not exceed maximum ({maximum})")
         ok, msg = True, None
-        if ceiling is not None and maximum > ceiling:
-            new_max, new_min = ceiling, min(minimum, ceiling)
+        if ceiling is not None and maximum > ceiling.workers:
+            new_max, new_min = ceiling.workers, min(minimum, ceiling.workers)
             ok = False
             msg = (
                 f"Adapt with `maximum={maximum}, minimum={minimum}` workers would exceed "
-                f"resource limit of {ceiling} workers. Using `maximum={new_max}, "
-                f"minimum={new_min}` instead."
+                f"resource limit of {ceiling.workers} workers. Using `maximum={new_max}, "
+                f"minimum={new_min}` instead. The limit is {ceiling.why}."
             )
             minimum, maximum = new_min, new_max
         cluster.adaptive.active = True
         cluster.adaptive.minimum = minimum
         cluster.adaptive.maximum = maximum
-        cluster.adaptive.recent_targets.clear()
         cluster.requested_workers = min(max(cluster.requested_workers, minimum), maximum)
         cluster.add_event(f"adaptive scaling between {minimum} and {maximum} by {by}")
         self._persist(cluster)
@@ -363,7 +379,9 @@ class ClusterManager:
         """Stop everything of the cluster; returns when it is all gone."""
         if cluster.status.final or cluster.status is ClusterStatus.STOPPING:
             return
-        cluster.status = ClusterStatus.STOPPING
+        # A failure is final at once, so that clients waiting for the start see FAILED
+        # and its reason now, not STOPPING; ``stopped`` is set once everything is gone.
+        cluster.status = ClusterStatus.FAILED if failed else ClusterStatus.STOPPING
         cluster.reason = reason
         cluster.add_event(reason)
         cluster.adaptive.active = False
@@ -491,17 +509,29 @@ class ClusterManager:
         idle = msg.get("idle_since")
         cluster.idle_since = float(idle) if isinstance(idle, int | float) else None
         target = msg.get("adaptive_target")
-        ad = cluster.adaptive
-        if ad.active and isinstance(target, int):
-            ad.recent_targets.append(target)
-            # up at once, down only when the recent targets all agree
-            wanted = max(ad.recent_targets)
-            wanted = min(max(wanted, ad.minimum), ad.maximum)
-            if wanted != cluster.requested_workers:
-                cluster.requested_workers = wanted
-                cluster.add_event(f"adaptive scaling to {wanted} worker(s)")
-                self._persist(cluster)
-                self._kick(cluster)
+        if isinstance(target, int) and not isinstance(target, bool):
+            self._adaptive_target[cluster.name] = target
+            self._adapt_step(cluster, time.time())
+
+    def _adapt_step(self, cluster: Cluster, now: float) -> None:
+        """Move an adaptive cluster towards its scheduler's target (see culling.py)."""
+        target = self._adaptive_target.get(cluster.name)
+        if not cluster.adaptive.active or target is None:
+            self._adaptive_low_since.pop(cluster.name, None)
+            return
+        wanted, low_since = adaptive_workers(
+            cluster,
+            target,
+            self._adaptive_low_since.get(cluster.name),
+            now,
+            self.settings.adaptive_scale_down_delay,
+        )
+        self._adaptive_low_since[cluster.name] = low_since
+        if wanted is not None and wanted != cluster.requested_workers:
+            cluster.requested_workers = wanted
+            cluster.add_event(f"adaptive scaling to {wanted} worker(s)")
+            self._persist(cluster)
+            self._kick(cluster)
 
     # --- reconciling --------------------------------------------------------------------
 
@@ -665,6 +695,7 @@ class ClusterManager:
                 continue
             if worker is None:
                 await self._scheduler_gone(cluster, status)
+                continue
             elif worker.status.live:
                 await self._worker_gone(cluster, worker, status)
 
@@ -678,10 +709,13 @@ class ClusterManager:
 
     async def _scheduler_gone(self, cluster: Cluster, status: ProcessStatus) -> None:
         tail = await self._log_tail(cluster.scheduler_state)
-        reason = f"the scheduler {_status_text(status)}"
+        what = "died" if cluster.status is ClusterStatus.RUNNING else "failed to start"
+        how = _status_text(status)
+        reason = f"The scheduler {what}: it {'was ' if how.startswith('killed') else ''}{how}"
         if tail:
             reason += f". Its last log lines:\n{tail}"
-        await self.stop_cluster(cluster, reason, failed=True)
+        # Not awaited: stopping the workers must not hold up noticing other deaths.
+        self._spawn(self.stop_cluster(cluster, reason, failed=True))
 
     async def _worker_gone(self, cluster: Cluster, worker: Worker, status: ProcessStatus) -> None:
         if worker.retiring:
@@ -710,8 +744,8 @@ class ClusterManager:
                 if now - cluster.created > self.settings.cluster_start_timeout:
                     tail = await self._log_tail(cluster.scheduler_state)
                     reason = (
-                        f"the scheduler did not become ready within "
-                        f"{self.settings.cluster_start_timeout:g} s"
+                        f"The scheduler did not become ready within "
+                        f"{self.settings.cluster_start_timeout:g} s (cluster_start_timeout)"
                     )
                     if tail:
                         reason += f". Its last log lines:\n{tail}"
@@ -731,22 +765,11 @@ class ClusterManager:
                         worker,
                         f"did not connect within {self.settings.worker_start_timeout:g} s",
                     )
-            if cluster.lease_expires is not None and now > cluster.lease_expires:
-                self._spawn(
-                    self.stop_cluster(
-                        cluster,
-                        "stopped because the client that created it went away "
-                        "(its lease was not renewed)",
-                    )
-                )
+            reason = lease_stop_reason(cluster, now) or idle_stop_reason(cluster, now)
+            if reason:
+                self._spawn(self.stop_cluster(cluster, reason))
                 continue
-            timeout = cluster.config.idle_timeout
-            if timeout > 0 and cluster.idle_since is not None:
-                idle_for = now - max(cluster.idle_since, cluster.last_request)
-                if idle_for > timeout:
-                    self._spawn(
-                        self.stop_cluster(cluster, f"stopped after {timeout / 60:g} min idle")
-                    )
+            self._adapt_step(cluster, now)
 
     async def logs(self, cluster: Cluster, lines: int) -> dict[str, Any]:
         scheduler = None

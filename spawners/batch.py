@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import errno
 import json
 import math
 import os
@@ -28,6 +29,7 @@ import posixpath
 import pwd
 import re
 import shlex
+import stat
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -109,17 +111,33 @@ def _lookup_account(name: str) -> SystemAccount:
     return SystemAccount(name=entry.pw_name, uid=entry.pw_uid, home=entry.pw_dir)
 
 
-def _read_tail(path: str, max_lines: int) -> str | None:
-    """The last ``max_lines`` lines of a file, reading only its end."""
+def _read_tail(path: str, max_lines: int, owner: str) -> str | None:
+    """The last ``max_lines`` lines of a file that ``owner`` owns, reading only its end.
+
+    Run as root on a file in the user's folder: a symlink or someone else's file there
+    is refused (PermissionError), so a user cannot make the service read /etc/shadow.
+    """
     try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            chunk = min(size, max(64 * 1024, max_lines * 512))
-            f.seek(size - chunk)
-            data = f.read()
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise PermissionError(f"{path} is a symbolic link") from exc
+        raise
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != pwd.getpwnam(owner).pw_uid:
+            raise PermissionError(f"{path} is not a regular file owned by {owner}")
+    except BaseException:
+        os.close(fd)
+        raise
+    with os.fdopen(fd, "rb") as f:
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        chunk = min(size, max(64 * 1024, max_lines * 512))
+        f.seek(size - chunk)
+        data = f.read()
     lines = data.decode(errors="replace").splitlines()
     if chunk < size and lines:
         lines = lines[1:]  # the first line is probably cut
@@ -651,10 +669,11 @@ class BatchBackend(Backend):
     async def _read_file_tail(self, state: ProcessState, path: str, max_lines: int) -> str | None:
         if os.geteuid() == 0 and not self.read_log_as_user:
             loop = asyncio.get_running_loop()
+            owner = str(state.get("username") or "")
             try:
-                return await loop.run_in_executor(None, _read_tail, path, max_lines)
-            except PermissionError:
-                pass  # root squash: read it as the user
+                return await loop.run_in_executor(None, _read_tail, path, max_lines, owner)
+            except (PermissionError, KeyError):
+                pass  # root squash, or not plainly the user's file: read it as the user
             except OSError as exc:
                 self.log.warning("Cannot read %s: %s", path, exc)
                 return None

@@ -284,6 +284,10 @@ def parse_qacct(output: str) -> JobInfo | None:
 
 # -- LSF -------------------------------------------------------------------------------
 
+# batchspawner's pending set is {"PEND", "PUSP"}: "PUSP" is a typo for PSUSP (suspended
+# while pending), so list the suspended and waiting states ourselves.
+_LSF_WAITING = {"PSUSP", "USUSP", "SSUSP", "WAIT"}
+
 #: The ``bjobs -o`` field list our query asks for; the parser below expects it.
 BJOBS_FIELDS = "jobid stat exit_code pend_reason delimiter='|'"
 
@@ -312,7 +316,7 @@ def parse_bjobs(output: str) -> dict[str, JobInfo]:
         status = _shim(job_status=f"{state} -")
         if LsfSpawner.state_isrunning(status) or state == "UNKWN":
             phase = Phase.RUNNING
-        elif LsfSpawner.state_ispending(status) or state in ("USUSP", "SSUSP", "WAIT"):
+        elif LsfSpawner.state_ispending(status) or state in _LSF_WAITING:
             phase = Phase.PENDING
         else:
             phase = Phase.GONE

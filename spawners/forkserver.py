@@ -145,6 +145,8 @@ class ForkServer:
             self.reap()
         with suppress(OSError):
             os.unlink(self.socket_path)
+        with suppress(OSError):  # the folder made for it, if empty (service killed)
+            os.rmdir(os.path.dirname(self.socket_path))
 
     def stop(self) -> None:
         self.running = False
@@ -253,6 +255,9 @@ class ForkServer:
 
             dask.config.refresh()
             sys.argv = ["hubgate.cluster_process", role]
+            # No exec, so ps shows the server's command line; top and ps -o comm show this.
+            with suppress(OSError), open("/proc/self/comm", "w") as comm:
+                comm.write(f"hubgate-{role}")
             from hubgate.cluster_process import main
 
             code = main([role])

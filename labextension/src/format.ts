@@ -75,7 +75,10 @@ export function dashboardRoot(cluster: ICluster): string | null {
 }
 
 /** The URL of one dashboard page (a plot name such as "individual-progress"). */
-export function dashboardPageUrl(cluster: ICluster, page: string): string | null {
+export function dashboardPageUrl(
+  cluster: ICluster,
+  page: string
+): string | null {
   const root = dashboardRoot(cluster);
   return root === null ? null : `${root}/${page.replace(/^\/+/, '')}`;
 }

@@ -3,7 +3,6 @@
  * "insert code" into the active notebook.
  */
 import {
-  ILabShell,
   ILayoutRestorer,
   JupyterFrontEnd,
   JupyterFrontEndPlugin
@@ -35,7 +34,9 @@ export const clustersIcon = new LabIcon({
   svgstr: ICON_SVG
 });
 
-function readSettings(settings: ISettingRegistry.ISettings | null): IPanelSettings {
+function readSettings(
+  settings: ISettingRegistry.ISettings | null
+): IPanelSettings {
   if (!settings) {
     return DEFAULT_SETTINGS;
   }
@@ -56,10 +57,14 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description:
     'A "Dask clusters" sidebar for hubgate: create, watch, scale and shut down your Dask clusters, open their dashboards.',
   autoStart: true,
-  optional: [ILabShell, ILayoutRestorer, INotebookTracker, ISettingRegistry, ICommandPalette],
+  optional: [
+    ILayoutRestorer,
+    INotebookTracker,
+    ISettingRegistry,
+    ICommandPalette
+  ],
   activate: (
     app: JupyterFrontEnd,
-    labShell: ILabShell | null,
     restorer: ILayoutRestorer | null,
     notebooks: INotebookTracker | null,
     settingRegistry: ISettingRegistry | null,
@@ -79,7 +84,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
       // Same-origin dashboard pages behind the service's authenticated proxy: Bokeh
       // needs scripts and its websocket, hence these sandbox exceptions.
-      const frame = new IFrame({ sandbox: ['allow-scripts', 'allow-same-origin'] });
+      const frame = new IFrame({
+        sandbox: ['allow-scripts', 'allow-same-origin']
+      });
       frame.url = url;
       frame.addClass('hubgate-DashboardFrame');
       const widget = new MainAreaWidget({ content: frame });
@@ -94,7 +101,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const insertCode = async (cluster: ICluster) => {
       const current = notebooks?.currentWidget;
       if (!current) {
-        throw new Error('Open a notebook first: the code goes below its active cell');
+        throw new Error(
+          'Open a notebook first: the code goes below its active cell'
+        );
       }
       await current.context.ready;
       const notebook = current.content;
@@ -131,13 +140,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
         .load(PLUGIN_ID)
         .then(settings => {
           panel.updateSettings(readSettings(settings));
-          settings.changed.connect(() => panel.updateSettings(readSettings(settings)));
+          settings.changed.connect(() =>
+            panel.updateSettings(readSettings(settings))
+          );
         })
         .catch(reason => {
-          console.error('hubgate: could not load settings, using defaults', reason);
+          console.error(
+            'hubgate: could not load settings, using defaults',
+            reason
+          );
         });
     }
-    void labShell; // optional: present in JupyterLab, absent in other frontends
   }
 };
 

@@ -41,7 +41,7 @@ export class OptionsForm extends Widget {
   private _row(field: IOptionField): HTMLElement {
     const row = document.createElement('div');
     row.className = 'hubgate-OptionsForm-row';
-    const id = `hubgate-option-${field.field}-${Private.nextId++}`;
+    const id = `hubgate-option-${field.field}-${Private.nextId()}`;
     const label = document.createElement('label');
     label.htmlFor = id;
     label.textContent = field.label || field.field;
@@ -55,9 +55,10 @@ export class OptionsForm extends Widget {
     message.className = 'hubgate-OptionsForm-error';
     message.setAttribute('role', 'alert');
     this._messages.set(field.field, message);
-    const eventName = input instanceof HTMLSelectElement || input.type === 'checkbox'
-      ? 'change'
-      : 'input';
+    const eventName =
+      input instanceof HTMLSelectElement || input.type === 'checkbox'
+        ? 'change'
+        : 'input';
     input.addEventListener(eventName, () => this._check(field));
     row.append(label, input);
     if (field.help) {
@@ -141,5 +142,9 @@ export class OptionsForm extends Widget {
 }
 
 namespace Private {
-  export let nextId = 0;
+  let counter = 0;
+  /** A page-unique number for element ids (labels point at their inputs). */
+  export function nextId(): number {
+    return counter++;
+  }
 }

@@ -17,12 +17,7 @@ import {
   isFinal
 } from './format';
 import { OptionsForm } from './optionsform';
-import {
-  ICluster,
-  IClustersReply,
-  IOptionsReply,
-  IScaleReply
-} from './types';
+import { ICluster, IClustersReply, IOptionsReply, IScaleReply } from './types';
 
 /** What the panel asks of the application. */
 export interface IPanelHost {
@@ -58,8 +53,16 @@ function element<K extends keyof HTMLElementTagNameMap>(
   return node;
 }
 
-function button(label: string, className: string, title = ''): HTMLButtonElement {
-  const node = element('button', `jp-Button hubgate-Button ${className}`, label);
+function button(
+  label: string,
+  className: string,
+  title = ''
+): HTMLButtonElement {
+  const node = element(
+    'button',
+    `jp-Button hubgate-Button ${className}`,
+    label
+  );
   node.type = 'button';
   node.title = title;
   return node;
@@ -84,7 +87,9 @@ export class ClusterPanel extends Widget {
     this.title.caption = 'Dask clusters';
 
     const header = element('div', 'hubgate-ClusterPanel-header');
-    header.appendChild(element('h2', 'hubgate-ClusterPanel-title', 'Dask clusters'));
+    header.appendChild(
+      element('h2', 'hubgate-ClusterPanel-title', 'Dask clusters')
+    );
     this._newButton = button('New cluster', 'jp-mod-accept hubgate-NewCluster');
     this._newButton.addEventListener('click', () => void this.showForm());
     header.appendChild(this._newButton);
@@ -154,7 +159,9 @@ export class ClusterPanel extends Widget {
       const reply = await requestAPI<IOptionsReply>('options');
       this._renderForm(new OptionsForm(reply.fields));
     } catch (err) {
-      this._showMessage(`Could not load the cluster options: ${errorMessage(err)}`);
+      this._showMessage(
+        `Could not load the cluster options: ${errorMessage(err)}`
+      );
       this._newButton.disabled = false;
     }
   }
@@ -167,7 +174,11 @@ export class ClusterPanel extends Widget {
     this._form?.dispose();
     this._form = form;
     this._formHost.textContent = '';
-    const title = element('h3', 'hubgate-ClusterPanel-formTitle', 'New cluster');
+    const title = element(
+      'h3',
+      'hubgate-ClusterPanel-formTitle',
+      'New cluster'
+    );
     const error = element('div', 'hubgate-OptionsForm-submitError');
     error.setAttribute('role', 'alert');
     const create = button('Create', 'jp-mod-accept hubgate-CreateCluster');
@@ -385,20 +396,32 @@ class ClusterCard {
     // Dashboard panes and the link to the full dashboard.
     this._dashboard = element('div', 'hubgate-ClusterCard-dashboard');
     for (const plot of plots) {
-      const open = button(plot.label, 'hubgate-Plot', `Open ${plot.label} in a tab`);
+      const open = button(
+        plot.label,
+        'hubgate-Plot',
+        `Open ${plot.label} in a tab`
+      );
       open.dataset.plot = plot.name;
       open.addEventListener('click', () =>
         this._panel.openDashboard(this._cluster, plot.name, plot.label)
       );
       this._dashboard.appendChild(open);
     }
-    this._dashboardLink = element('a', 'hubgate-DashboardLink', 'Full dashboard ↗');
+    this._dashboardLink = element(
+      'a',
+      'hubgate-DashboardLink',
+      'Full dashboard ↗'
+    );
     this._dashboardLink.target = '_blank';
     this._dashboardLink.rel = 'noopener';
     this._dashboard.appendChild(this._dashboardLink);
 
     const footer = element('div', 'hubgate-ClusterCard-row');
-    const insert = button('Insert code', 'hubgate-InsertCode', 'Connect to this cluster from the active notebook');
+    const insert = button(
+      'Insert code',
+      'hubgate-InsertCode',
+      'Connect to this cluster from the active notebook'
+    );
     insert.addEventListener('click', () =>
       this._run(async () => {
         await this._panel.insertCode(this._cluster);
@@ -416,7 +439,9 @@ class ClusterCard {
     this._controls.append(manual, adaptive, this._dashboard, footer);
 
     this._dismiss = button('Dismiss', 'hubgate-Dismiss');
-    this._dismiss.addEventListener('click', () => this._panel.dismiss(this._cluster));
+    this._dismiss.addEventListener('click', () =>
+      this._panel.dismiss(this._cluster)
+    );
 
     this._message = element('div', 'hubgate-ClusterCard-message');
     this._message.setAttribute('role', 'status');
@@ -455,7 +480,9 @@ class ClusterCard {
       this._stats.appendChild(stat);
     }
     if (adaptive) {
-      this._stats.appendChild(element('span', 'hubgate-ClusterCard-adaptive', adaptive));
+      this._stats.appendChild(
+        element('span', 'hubgate-ClusterCard-adaptive', adaptive)
+      );
     }
     const last = cluster.events?.[cluster.events.length - 1];
     this._event.textContent =
@@ -479,7 +506,9 @@ class ClusterCard {
   private _readCount(input: HTMLInputElement, what: string): number {
     const value = Number(input.value);
     if (input.value.trim() === '' || !Number.isInteger(value) || value < 0) {
-      throw new Error(`The number of ${what} must be a whole number, 0 or more`);
+      throw new Error(
+        `The number of ${what} must be a whole number, 0 or more`
+      );
     }
     return value;
   }

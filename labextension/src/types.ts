@@ -11,7 +11,8 @@ export interface IOptionField {
   spec: IFieldSpec;
 }
 
-export type FieldType = 'int' | 'float' | 'string' | 'bool' | 'select' | 'mapping';
+export type FieldType =
+  'int' | 'float' | 'string' | 'bool' | 'select' | 'mapping';
 
 export interface IFieldSpec {
   type: FieldType;
@@ -25,11 +26,7 @@ export interface IOptionsReply {
 }
 
 export type ClusterStatus =
-  | 'PENDING'
-  | 'RUNNING'
-  | 'STOPPING'
-  | 'STOPPED'
-  | 'FAILED';
+  'PENDING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
 export interface ICluster {
   name: string;

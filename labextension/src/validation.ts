@@ -8,7 +8,8 @@ import { dump as dumpYaml, load as loadYaml, YAMLException } from 'js-yaml';
 import { IOptionField } from './types';
 
 /** A checked input: the value to send, or the message to show. */
-export type Checked = { ok: true; value: unknown } | { ok: false; error: string };
+export type Checked =
+  { ok: true; value: unknown } | { ok: false; error: string };
 
 const INT_TEXT = /^[+-]?\d+$/;
 const FLOAT_TEXT = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
@@ -139,7 +140,9 @@ function checkMapping(field: IOptionField, text: string): Checked {
     value = loadYaml(text);
   } catch (err) {
     const mark = err instanceof YAMLException ? err.mark : undefined;
-    const where = mark ? ` at line ${mark.line + 1}, column ${mark.column + 1}` : '';
+    const where = mark
+      ? ` at line ${mark.line + 1}, column ${mark.column + 1}`
+      : '';
     const reason =
       err instanceof YAMLException ? err.reason : 'it could not be parsed';
     return {
@@ -160,7 +163,10 @@ function checkMapping(field: IOptionField, text: string): Checked {
  * Check what a user entered for a field: text for number, string, select and mapping
  * inputs, a boolean for a checkbox.
  */
-export function checkInput(field: IOptionField, raw: string | boolean): Checked {
+export function checkInput(
+  field: IOptionField,
+  raw: string | boolean
+): Checked {
   switch (field.spec.type) {
     case 'int':
       return checkInt(field, String(raw));

@@ -163,7 +163,32 @@ class SlurmCluster:
             log.close()
         _wait_for(lambda: self.node_state() == "idle", 60, "the Slurm node to be idle")
 
+    def _drain_jobs(self) -> None:
+        """Cancel every job and wait until the queue is empty: a slurmstepd whose job is
+        still ending when slurmd goes away lingers forever, retrying to report."""
+        if self.run("squeue", "-h", "-o", "%i", check=False).stdout.strip():
+            subprocess.run(
+                ["scancel", "--full", "--partition=debug"], env=self.env, capture_output=True
+            )
+        try:
+            _wait_for(lambda: not self.queue(), 60, "the queue to empty")
+        except RuntimeError:
+            pass
+
+    def _step_daemons(self) -> list[int]:
+        """slurmstepd processes started by our slurmd."""
+        slurmd = next((p for p in self.procs if p.args[0] == "slurmd"), None)
+        if slurmd is None or slurmd.poll() is not None:
+            return []
+        out = subprocess.run(
+            ["ps", "--ppid", str(slurmd.pid), "-o", "pid=,comm="], capture_output=True, text=True
+        ).stdout
+        return [int(line.split()[0]) for line in out.splitlines() if "slurmstepd" in line]
+
     def stop(self) -> None:
+        if self.procs and all(p.poll() is None for p in self.procs):
+            self._drain_jobs()
+        leftover_steps = self._step_daemons()
         for proc in reversed(self.procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)
@@ -174,6 +199,11 @@ class SlurmCluster:
                 proc.kill()
                 proc.wait(timeout=10)
         self.procs.clear()
+        for pid in leftover_steps:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if self.started_munged and MUNGE_PIDFILE.exists():
             try:
                 os.kill(int(MUNGE_PIDFILE.read_text().strip()), signal.SIGTERM)

@@ -255,3 +255,18 @@ async def test_walltime_and_partition_reach_slurm(make_backend, slurm):
     lines = [ln.split() for ln in slurm.queue("%i %l %P %C %m")]
     assert [state["job_id"], "1-02:03:00", "debug", "1", "200M"] in lines
     await backend.stop(state)
+
+
+async def test_output_symlinked_by_the_user_is_not_read_as_root(make_backend):
+    backend = make_backend()
+    state = await backend.start(sleeper("w-symlink"))
+    await wait_for_phase(backend, state, Phase.RUNNING)
+    await backend.stop(state)
+    # The user swaps their output file for a link to a file only root may read.
+    link = [
+        "runuser", "-u", USER, "--", "ln", "-sf", "/etc/shadow", state["output"]
+    ]  # fmt: skip
+    proc = await asyncio.create_subprocess_exec(*link, cwd="/")
+    assert await proc.wait() == 0
+    with pytest.raises(BackendError, match="Permission denied"):
+        await backend.read_log(state)

@@ -20,6 +20,7 @@ from hubgate.spawners.base import Phase, ProcessSpec
 from tornado.httpserver import HTTPServer
 from tornado.web import Application, HTTPError
 from tornado.websocket import WebSocketHandler
+from traitlets.config import Config
 
 pytestmark = pytest.mark.slow
 
@@ -177,3 +178,57 @@ async def test_dask_cluster_as_slurm_jobs(make_backend, slurm, tmp_path):
         assert "the process exited normally: the scheduler was stopped" in status.reason
     finally:
         agent.close()
+
+
+@pytest.mark.timeout(900)
+async def test_scheduler_on_the_service_host_with_workers_as_jobs(make_backend, slurm, tmp_path):
+    credentials = await agenerate_cluster_credentials("clocal")
+    token = secrets.token_hex(16)
+    agent = AgentEndpoint(token)
+    config = Config()
+    config.LocalBackend.work_dir = str(tmp_path / "local")
+    backend = make_backend(scheduler_on_service_host=True, config=config)
+    await backend.setup()
+    try:
+        scheduler = await backend.start(
+            ProcessSpec(
+                cluster_name="clocal",
+                role="scheduler",
+                name="scheduler",
+                username=USER,
+                argv=[sys.executable, "-m", "hubgate.cluster_process", "scheduler"],
+                env={"HUBGATE_CLUSTER_NAME": "clocal", "HUBGATE_AGENT_URL": agent.url},
+                files={**credentials.credentials_files("scheduler"), "token": token.encode()},
+            )
+        )
+        assert "local" in scheduler and "job_id" not in scheduler
+        address = (await agent.next("hello"))["scheduler_address"]
+        worker = await backend.start(
+            ProcessSpec(
+                cluster_name="clocal",
+                role="worker",
+                name="w1",
+                username=USER,
+                argv=[sys.executable, "-m", "hubgate.cluster_process", "worker"],
+                env={
+                    "HUBGATE_CLUSTER_NAME": "clocal",
+                    "HUBGATE_SCHEDULER_ADDRESS": address,
+                    "HUBGATE_WORKER_NAME": "w1",
+                    "HUBGATE_WORKER_THREADS": "1",
+                    "HUBGATE_WORKER_MEMORY": str(GiB),
+                },
+                files=credentials.credentials_files("worker"),
+                memory=GiB,
+            )
+        )
+        assert (await agent.next("worker_added"))["name"] == "w1"
+        statuses = await backend.poll([scheduler, worker])
+        assert [s.phase for s in statuses] == [Phase.RUNNING, Phase.RUNNING]
+        assert worker["job_id"] in {ln.strip() for ln in slurm.queue()}
+        await backend.stop(worker)
+        await backend.stop(scheduler)
+        statuses = await backend.poll([scheduler, worker])
+        assert [s.phase for s in statuses] == [Phase.GONE, Phase.GONE]
+    finally:
+        agent.close()
+        await backend.cleanup()

@@ -1,0 +1,302 @@
+"""hubgate against dask-gateway-server 2026.3.0, side by side in one run.
+
+    .venv/bin/python bench/run.py [--repeats N] [--output bench/results/latest.json]
+
+Starts a real JupyterHub with the hubgate service (local backend) and a
+dask-gateway-server (UnsafeLocalBackend, JupyterHubAuthenticator against the same hub,
+SQLite with an encryption key, its Go proxy), drives both with the official
+``dask_gateway`` client and the same hub token, in interleaved rounds (the first one a
+discarded warm-up), prints the medians with their ratios and targets, and writes every
+raw sample, the versions and the machine to JSON. Everything it started is stopped on
+the way out, also on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import platform
+import shutil
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from dask_gateway_side import DaskGatewaySettings, RunningDaskGateway
+from hubgate_side import make_hub, service_pids
+from scenarios import ProxySettings, Samples, Side, one_round
+
+HUBGATE = "hubgate"
+DASK_GATEWAY = "dask-gateway"
+USER = "alice"
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    title: str
+    unit: str
+    lower_is_better: bool
+    target: float | None  # hubgate / dask-gateway ratio to meet; None: shown only
+
+
+METRICS = [
+    Metric("create_s", "create -> RUNNING (new_cluster)", "s", True, 0.3),
+    Metric("scale_0_to_4_s", "scale 0 -> 4 workers connected", "s", True, 0.5),
+    Metric("stop_0_workers_s", "shutdown -> STOPPED, 0 workers", "s", True, 0.1),
+    Metric("stop_4_workers_s", "shutdown -> STOPPED, 4 workers", "s", True, 0.1),
+    Metric("list_clusters_p50_ms", "list_clusters p50, 10 clusters", "ms", True, 0.5),
+    Metric("task_p50_ms", "task round trip p50 via proxy", "ms", True, 1.05),
+    Metric("ping_p50_ms", "scheduler RPC p50 via proxy", "ms", True, None),
+    Metric("scatter_mib_s", "scatter via proxy", "MiB/s", False, 1.0),
+    Metric("gather_mib_s", "gather via proxy", "MiB/s", False, 1.0),
+    Metric("memory_mib", "service RSS, 10 clusters", "MiB", True, 1.0),
+]
+
+
+# -- running -----------------------------------------------------------------------------
+
+
+async def measure(sides: list[Side], repeats: int, proxy: ProxySettings) -> dict[str, Any]:
+    """Round 0 is the warm-up; the order of the sides alternates every round so that
+    background load and caches hit both alike."""
+    warmup: dict[str, Samples] = {side.label: {} for side in sides}
+    samples: dict[str, Samples] = {side.label: {} for side in sides}
+    for round_no in range(repeats + 1):
+        order = sides if round_no % 2 == 0 else list(reversed(sides))
+        for side in order:
+            target = warmup if round_no == 0 else samples
+            what = "warm-up" if round_no == 0 else f"round {round_no}/{repeats}"
+            print(f"[{time.strftime('%H:%M:%S')}] {what}: {side.label}", flush=True)
+            await one_round(side, target[side.label], proxy)
+    return {"samples": samples, "warmup": warmup}
+
+
+def machine_info() -> dict[str, Any]:
+    import psutil
+
+    return {
+        "nproc": os.cpu_count(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "load_average_at_start": os.getloadavg(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def versions() -> dict[str, str]:
+    names = [
+        "hubgate",
+        "dask-gateway",
+        "dask-gateway-server",
+        "dask",
+        "distributed",
+        "jupyterhub",
+        "tornado",
+        "aiohttp",
+        "sqlalchemy",
+    ]
+    return {name: version(name) for name in names}
+
+
+def kill_leftovers(work_dir: Path) -> list[int]:
+    """Cluster processes that outlived their gateway: anything running in our folder."""
+    import psutil
+
+    killed = []
+    root = str(work_dir)
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            cwd = proc.cwd()
+        except psutil.Error:
+            continue
+        if cwd == root or cwd.startswith(root + os.sep):
+            try:
+                proc.kill()
+                killed.append(proc.pid)
+            except psutil.Error:
+                pass
+    return killed
+
+
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    work_dir = Path(tempfile.mkdtemp(prefix="hubgate-bench-"))
+    hub = make_hub(work_dir / "hub")
+    gateway: RunningDaskGateway | None = None
+    signal.signal(signal.SIGTERM, _raise_interrupt)
+    started = time.time()
+    load_before = os.getloadavg()
+    try:
+        print(f"starting JupyterHub + hubgate in {work_dir / 'hub'}", flush=True)
+        hub.start(timeout=180)
+        token = hub.make_user_tokens()[USER]
+        gateway = RunningDaskGateway(
+            DaskGatewaySettings(
+                work_dir / "dask-gateway", hub_api_url=f"{hub.settings.hub_url}/hub/api"
+            )
+        )
+        print(f"starting dask-gateway-server in {gateway.settings.work_dir}", flush=True)
+        gateway.start()
+        sides = [
+            Side(
+                HUBGATE,
+                hub.settings.gateway_address,
+                hub.settings.proxy_address,
+                token,
+                lambda: service_pids(hub),
+            ),
+            Side(
+                DASK_GATEWAY,
+                gateway.settings.address,
+                gateway.settings.proxy_address,
+                token,
+                gateway.service_pids,
+            ),
+        ]
+        proxy = ProxySettings(
+            pings=args.pings, tasks=args.tasks, payload_mib=args.payload_mib, repeats=3
+        )
+        measured = asyncio.run(measure(sides, args.repeats, proxy))
+    finally:
+        print("stopping everything", flush=True)
+        if gateway is not None:
+            gateway.stop()
+        hub.stop()
+        leftovers = kill_leftovers(work_dir)
+        if leftovers:
+            print(f"killed {len(leftovers)} leftover process(es): {leftovers}", file=sys.stderr)
+        if args.keep:
+            print(f"logs kept in {work_dir}")
+        else:
+            shutil.rmtree(work_dir, ignore_errors=True)
+    return {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(started)),
+        "duration_s": round(time.time() - started, 1),
+        "command": " ".join([".venv/bin/python", "bench/run.py", *sys.argv[1:]]),
+        "repeats": args.repeats,
+        "machine": {**machine_info(), "load_average_at_start": load_before},
+        "load_average_at_end": os.getloadavg(),
+        "versions": versions(),
+        "setup": {
+            "hubgate": "JupyterHub + configurable-http-proxy + hubgate service (local "
+            "backend, fork server), client through the hub's proxy at "
+            "/services/dask-gateway, hub token",
+            "dask-gateway": "dask-gateway-server (UnsafeLocalBackend, "
+            "JupyterHubAuthenticator against the same hub, SQLite + encryption key), "
+            "client through its Go proxy, same hub token; scheduler/worker commands "
+            "python -m distributed.cli.dask_scheduler / dask_worker (issue #945)",
+            "workers": "1 core, 1 thread, 1 GiB each; 4 workers for scale and proxy",
+            "proxy": vars(proxy),
+        },
+        **measured,
+        "medians": medians(measured["samples"]),
+    }
+
+
+# -- reporting ---------------------------------------------------------------------------
+
+
+def medians(samples: dict[str, Samples]) -> dict[str, dict[str, float]]:
+    return {
+        label: {key: statistics.median(values) for key, values in per_side.items() if values}
+        for label, per_side in samples.items()
+    }
+
+
+def table_rows(result: dict[str, Any]) -> list[list[str]]:
+    med = result["medians"]
+    rows = []
+    for m in METRICS:
+        ours, theirs = med[HUBGATE].get(m.key), med[DASK_GATEWAY].get(m.key)
+        if ours is None or theirs is None:
+            continue
+        ratio = ours / theirs if theirs else float("inf")
+        if m.target is None:
+            target, met = "-", "-"
+        elif m.lower_is_better:
+            target, met = f"<= {m.target:g}x", "yes" if ratio <= m.target else "NO"
+        else:
+            target, met = f">= {m.target:g}x", "yes" if ratio >= m.target else "NO"
+        digits = 3 if m.unit in ("s", "ms") else 0
+        rows.append(
+            [
+                f"{m.title} ({m.unit})",
+                f"{ours:.{digits}f}",
+                f"{theirs:.{digits}f}",
+                f"{ratio:.3f}",
+                target,
+                met,
+            ]
+        )
+    return rows
+
+
+HEADER = ["metric", HUBGATE, DASK_GATEWAY, "ratio", "target", "met?"]
+
+
+def format_table(result: dict[str, Any]) -> str:
+    rows = [HEADER, *table_rows(result)]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(HEADER))]
+    lines = []
+    for n, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0])] + [
+            c.rjust(w) for c, w in zip(row[1:], widths[1:], strict=True)
+        ]
+        lines.append(" | ".join(cells))
+        if n == 0:
+            lines.append("-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def format_markdown(result: dict[str, Any]) -> str:
+    rows = [HEADER, ["---", *["---:"] * 5], *table_rows(result)]
+    return "\n".join("| " + " | ".join(row) + " |" for row in rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="measured rounds per side")
+    parser.add_argument(
+        "--output",
+        default=str(Path(__file__).resolve().parent / "results" / "latest.json"),
+        help="where to write the JSON results",
+    )
+    parser.add_argument("--pings", type=int, default=200, help="scheduler RPCs per round")
+    parser.add_argument("--tasks", type=int, default=200, help="tasks per round")
+    parser.add_argument("--payload-mib", type=int, default=32, help="scatter/gather size")
+    parser.add_argument("--keep", action="store_true", help="keep the logs folder")
+    args = parser.parse_args(argv)
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    # distributed logs a harmless traceback when a client closes its batched stream.
+    logging.getLogger("distributed.batched").setLevel(logging.WARNING)
+    try:
+        result = run(args)
+    except KeyboardInterrupt:
+        print("interrupted; everything started was stopped", file=sys.stderr)
+        return 130
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(result, indent=2) + "\n")
+    print()
+    print(format_table(result))
+    print(f"\nmedians of {args.repeats} rounds; raw samples in {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,192 @@
+"""What is measured, identically on both sides, with the official ``dask_gateway`` client.
+
+Each function takes a :class:`Side` (where a gateway is and the hub token to use) and
+returns raw samples in seconds (or MiB/s); :func:`one_round` runs them all once and
+adds them to a samples dict, which ``run.py`` fills for both sides in turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import proxy_bench
+from dask_gateway import Gateway, GatewayCluster, JupyterHubAuth
+from dask_gateway.client import ClusterStatus
+
+# proxy_bench's task function must travel by value (schedulers and workers cannot
+# import bench/), and distributed pickles by value only what comes from __main__.
+proxy_bench._inc.__module__ = "__main__"
+
+WORKERS = 4
+MANY_CLUSTERS = 10
+LIST_CALLS = 50
+STATUS_POLL = 0.02  # seconds between status polls while waiting for STOPPED
+TIMEOUT = 300.0  # no step should take this long, even on a loaded machine
+
+
+@dataclass
+class Side:
+    label: str
+    address: str
+    proxy_address: str
+    token: str
+    pids: Callable[[], dict[str, int]]  # the gateway's own processes, for memory
+
+    def gateway(self) -> Gateway:
+        return Gateway(
+            self.address,
+            proxy_address=self.proxy_address,
+            auth=JupyterHubAuth(api_token=self.token),
+            asynchronous=True,
+        )
+
+
+@dataclass
+class ProxySettings:
+    pings: int = 200
+    tasks: int = 200
+    payload_mib: int = 32
+    repeats: int = 3
+
+
+Samples = dict[str, list[float]]
+
+
+def _add(samples: Samples, key: str, value: float) -> None:
+    samples.setdefault(key, []).append(value)
+
+
+async def _deadline(coro: Any, what: str) -> Any:
+    try:
+        return await asyncio.wait_for(coro, TIMEOUT)
+    except TimeoutError:
+        raise RuntimeError(f"{what} took longer than {TIMEOUT:g} s") from None
+
+
+async def wait_for_status(gateway: Gateway, name: str, wanted: ClusterStatus) -> None:
+    """Poll the cluster's status (GET without ?wait) until it is ``wanted``."""
+
+    async def poll() -> None:
+        while True:
+            report = await gateway.get_cluster(name)
+            if report.status is wanted:
+                return
+            if report.status in (ClusterStatus.FAILED, ClusterStatus.STOPPED):
+                raise RuntimeError(f"cluster {name} is {report.status.name}, not {wanted.name}")
+            await asyncio.sleep(STATUS_POLL)
+
+    await _deadline(poll(), f"cluster {name} reaching {wanted.name}")
+
+
+async def timed_create(gateway: Gateway) -> tuple[GatewayCluster, float]:
+    """create → RUNNING: ``new_cluster()`` until it returns (the cluster is RUNNING and
+    the client has its scheduler connection)."""
+    start = time.perf_counter()
+    cluster = await _deadline(gateway.new_cluster(shutdown_on_close=False), "new_cluster")
+    return cluster, time.perf_counter() - start
+
+
+async def timed_scale(cluster: GatewayCluster, n: int) -> float:
+    """scale 0 → n: until the scheduler reports n workers to the client (the client's
+    own worker-status stream, pushed by the scheduler)."""
+    start = time.perf_counter()
+    await cluster.scale(n)
+
+    async def connected() -> None:
+        # scheduler_info is replaced by the client's stream task; nothing to wait on
+        while len(cluster.scheduler_info.get("workers", {})) < n:  # noqa: ASYNC110
+            await asyncio.sleep(0.005)
+
+    await _deadline(connected(), f"{n} workers connecting")
+    return time.perf_counter() - start
+
+
+async def timed_stop(gateway: Gateway, name: str) -> float:
+    """shutdown → STOPPED: DELETE, then polling until the gateway reports STOPPED."""
+    start = time.perf_counter()
+    await gateway.stop_cluster(name)
+    await wait_for_status(gateway, name, ClusterStatus.STOPPED)
+    return time.perf_counter() - start
+
+
+def rss_mib(pids: dict[str, int]) -> dict[str, float]:
+    import psutil
+
+    out = {}
+    for label, pid in pids.items():
+        try:
+            out[label] = psutil.Process(pid).memory_info().rss / 2**20
+        except psutil.NoSuchProcess:
+            out[label] = 0.0
+    return out
+
+
+async def lifecycle_round(side: Side, samples: Samples, proxy: ProxySettings) -> None:
+    """One cluster through create, scale to 4, proxy traffic, stop; then a second
+    cluster through create and stop with no workers."""
+    async with side.gateway() as gateway:
+        cluster, seconds = await timed_create(gateway)
+        _add(samples, "create_s", seconds)
+        try:
+            _add(samples, "scale_0_to_4_s", await timed_scale(cluster, WORKERS))
+            result = await _deadline(
+                proxy_bench.measure_client(
+                    cluster.scheduler_address,
+                    cluster.security,
+                    pings=proxy.pings,
+                    tasks=proxy.tasks,
+                    payload_mib=proxy.payload_mib,
+                    repeats=proxy.repeats,
+                ),
+                "the proxy measurement",
+            )
+            _add(samples, "ping_p50_ms", result["ping"]["p50_ms"])
+            _add(samples, "task_p50_ms", result["task"]["p50_ms"])
+            _add(samples, "scatter_mib_s", result["scatter_mib_s"])
+            _add(samples, "gather_mib_s", result["gather_mib_s"])
+        finally:
+            await cluster.close(shutdown=False)
+        _add(samples, "stop_4_workers_s", await timed_stop(gateway, cluster.name))
+
+        cluster, seconds = await timed_create(gateway)
+        _add(samples, "create_s", seconds)
+        await cluster.close(shutdown=False)
+        _add(samples, "stop_0_workers_s", await timed_stop(gateway, cluster.name))
+
+
+async def many_clusters_round(side: Side, samples: Samples) -> None:
+    """10 clusters (no workers): list_clusters p50 and the gateway's memory."""
+    async with side.gateway() as gateway:
+        names = [await gateway.submit() for _ in range(MANY_CLUSTERS)]
+        try:
+            await asyncio.gather(
+                *(wait_for_status(gateway, name, ClusterStatus.RUNNING) for name in names)
+            )
+            await asyncio.sleep(1.0)  # let start-up bookkeeping settle
+            times = []
+            for _ in range(LIST_CALLS):
+                start = time.perf_counter()
+                listed = await gateway.list_clusters()
+                times.append(time.perf_counter() - start)
+            if len(listed) != MANY_CLUSTERS:
+                raise RuntimeError(f"list_clusters gave {len(listed)}, not {MANY_CLUSTERS}")
+            _add(samples, "list_clusters_p50_ms", 1000 * statistics.median(times))
+            memory = rss_mib(side.pids())
+            _add(samples, "memory_mib", sum(memory.values()))
+            for label, mib in memory.items():
+                _add(samples, f"memory_mib[{label}]", mib)
+        finally:
+            await asyncio.gather(*(gateway.stop_cluster(name) for name in names))
+            await asyncio.gather(
+                *(wait_for_status(gateway, name, ClusterStatus.STOPPED) for name in names)
+            )
+
+
+async def one_round(side: Side, samples: Samples, proxy: ProxySettings) -> None:
+    await lifecycle_round(side, samples, proxy)
+    await many_clusters_round(side, samples)

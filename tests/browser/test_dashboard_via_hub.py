@@ -1,0 +1,167 @@
+"""Real Chromium against the real hub: alice opens her cluster's dashboard (through the
+hub's OAuth flow and the service's dashboard proxy) and sees live Bokeh plots; bob is
+refused with a readable page; the clusters page shows alice her own clusters and admin
+everyone's, and admin's Stop button stops alice's cluster."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.async_api import Page, WebSocket
+
+from hubgate.hubrunner import RunningHub
+from tests.e2e.service_api import ServiceApi
+from tests.fixtures.browser import hub_login
+
+pytestmark = pytest.mark.slow
+
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+
+
+@pytest.fixture
+async def clusters(hub: RunningHub) -> AsyncIterator[dict[str, str]]:
+    """alice's cluster with 1 running worker, and one of bob's (for the admin view)."""
+    api = ServiceApi(hub)
+    names: dict[str, str] = {}
+
+    def start() -> None:
+        for user in ("alice", "bob"):
+            names[user] = api.create_cluster(user)["name"]
+        api.ok("POST", f"/api/hubgate/clusters/{names['alice']}/scale", {"count": 1})
+        api.wait_running(names["alice"], "alice", workers=1)
+        api.wait_running(names["bob"], "bob")
+
+    try:
+        await asyncio.to_thread(start)
+        yield names
+    finally:
+        for name in names.values():
+            await asyncio.to_thread(api.stop_and_wait, name)
+
+
+async def logged_in(new_page: Any, hub: RunningHub, user: str) -> Page:
+    page = await new_page(viewport={"width": 1400, "height": 900})
+    # next=/hub/home: log in without spawning a single-user server
+    await hub_login(page, hub.settings.hub_url, user, hub.settings.password, next_path="/hub/home")
+    return page
+
+
+async def wait_until(condition: Any, what: str, timeout: float = 60) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        assert loop.time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.2)
+
+
+async def test_dashboard_through_the_hub(
+    hub: RunningHub, new_page: Any, clusters: dict[str, str]
+) -> None:
+    name = clusters["alice"]
+    url = f"{hub.settings.gateway_address}/clusters/{name}/status"
+
+    alice = await logged_in(new_page, hub, "alice")
+    frames: list[str] = []
+
+    def on_websocket(ws: WebSocket) -> None:
+        if f"/clusters/{name}/" in ws.url:
+            ws.on("framereceived", lambda payload: frames.append(ws.url))
+
+    alice.on("websocket", on_websocket)
+    visited: list[str] = []
+    alice.on("request", lambda request: visited.append(request.url))
+    # The first visit goes through the hub's OAuth flow and comes back here.
+    response = await alice.goto(url)
+    assert response is not None and response.status == 200
+    assert alice.url == url
+    assert any("/hub/api/oauth2/authorize" in u for u in visited), visited
+    # Plots are drawn once the Bokeh document arrived over the proxied websocket, and
+    # the server keeps pushing updates to it.
+    canvas = alice.locator(".bk-Canvas").first
+    await canvas.wait_for(state="visible")
+    box = await canvas.bounding_box()
+    assert box is not None and box["width"] > 0 and box["height"] > 0
+    await wait_until(lambda: len(frames) >= 2, "live updates over the dashboard websocket")
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await alice.screenshot(path=str(SCREENSHOTS / "dashboard.png"))
+
+    bob = await logged_in(new_page, hub, "bob")
+    response = await bob.goto(url)
+    assert response is not None and response.status == 403
+    text = await bob.locator("body").inner_text()
+    assert "This dashboard belongs to another user" in text, text
+    assert "Traceback" not in text
+    assert await bob.locator(".bk-Canvas").count() == 0
+
+
+async def row_owners(page: Page) -> dict[str, str]:
+    rows = page.locator("#clusters tbody tr")
+    owners = {}
+    for index in range(await rows.count()):
+        row = rows.nth(index)
+        owners[await row.get_attribute("data-name") or ""] = (
+            await row.locator("td.owner").text_content() or ""
+        )
+    return owners
+
+
+async def test_clusters_page_and_admin_stop(
+    hub: RunningHub, new_page: Any, clusters: dict[str, str]
+) -> None:
+    mine, bobs = clusters["alice"], clusters["bob"]
+    page_url = f"{hub.settings.gateway_address}/"
+
+    alice = await logged_in(new_page, hub, "alice")
+    response = await alice.goto(page_url)
+    assert response is not None and response.status == 200
+    row = alice.locator(f'tr[data-name="{mine}"]')
+    await row.wait_for()
+    assert "Signed in as alice" in await alice.locator("#viewer").inner_text()
+    assert await row.locator(".badge").inner_text() == "RUNNING"
+    link = await row.locator("td.dashboard a").get_attribute("href")
+    assert link == f"{hub.settings.gateway_address}/clusters/{mine}/status"
+    owners = await row_owners(alice)
+    assert bobs not in owners and set(owners.values()) == {"alice"}, owners
+
+    admin = await logged_in(new_page, hub, "admin")
+    await admin.goto(page_url)
+    row = admin.locator(f'tr[data-name="{mine}"]')
+    await row.wait_for()
+    await admin.locator(f'tr[data-name="{bobs}"]').wait_for()
+    assert "Signed in as admin (admin)" in await admin.locator("#viewer").inner_text()
+    owners = await row_owners(admin)
+    assert owners[mine] == "alice" and owners[bobs] == "bob", owners
+    await admin.wait_for_function(  # the worker shows as running before the screenshot
+        "name => document.querySelector(`tr[data-name='${name}'] td.workers`)"
+        ".textContent.startsWith('1/1')",
+        arg=mine,
+    )
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    await admin.screenshot(path=str(SCREENSHOTS / "admin-page.png"), full_page=True)
+
+    stop = row.locator("button.stop")
+    await stop.click()  # arms the button...
+    assert await stop.inner_text() == "Confirm stop"
+    await stop.click()  # ...and stops
+    await admin.wait_for_function(
+        "name => ['STOPPING', 'STOPPED'].includes("
+        "document.querySelector(`tr[data-name='${name}'] .badge`).textContent)",
+        arg=mine,
+    )
+    assert await row.locator(".row-msg").inner_text() == ""
+
+    api = ServiceApi(hub)
+    stopped = await asyncio.to_thread(
+        api.wait_for_cluster,
+        mine,
+        "alice",
+        lambda c: c["status"] == "STOPPED",
+        "stopped",
+    )
+    assert any(e["message"] == "stopped by admin" for e in stopped["events"]), stopped
+    # bob's cluster was not touched
+    assert (await asyncio.to_thread(api.cluster, bobs, "bob"))["status"] == "RUNNING"
