@@ -61,6 +61,8 @@ METRICS = [
     Metric("scatter_mib_s", "scatter via proxy", "MiB/s", False, 1.0),
     Metric("gather_mib_s", "gather via proxy", "MiB/s", False, 1.0),
     Metric("memory_mib", "service RSS, 10 clusters", "MiB", True, 1.0),
+    Metric("memory_with_helpers_mib", "service + helper processes RSS", "MiB", True, None),
+    Metric("clusters_pss_mib", "10 idle schedulers, total PSS", "MiB", True, None),
 ]
 
 
@@ -146,7 +148,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         token = hub.make_user_tokens()[USER]
         gateway = RunningDaskGateway(
             DaskGatewaySettings(
-                work_dir / "dask-gateway", hub_api_url=f"{hub.settings.hub_url}/hub/api"
+                work_dir / "dask-gateway",
+                hub_api_url=f"{hub.settings.hub_url}/hub/api",
+                no_nanny=args.dask_gateway_no_nanny,
             )
         )
         print(f"starting dask-gateway-server in {gateway.settings.work_dir}", flush=True)
@@ -158,6 +162,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 hub.settings.proxy_address,
                 token,
                 lambda: service_pids(hub),
+                ("hubgate service",),
+                hub.settings.work_dir / "clusters",
             ),
             Side(
                 DASK_GATEWAY,
@@ -165,6 +171,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 gateway.settings.proxy_address,
                 token,
                 gateway.service_pids,
+                ("dask-gateway-server", "dask-gateway-proxy"),
+                gateway.settings.clusters_directory,
             ),
         ]
         proxy = ProxySettings(
@@ -200,6 +208,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "client through its Go proxy, same hub token; scheduler/worker commands "
             "python -m distributed.cli.dask_scheduler / dask_worker (issue #945)",
             "workers": "1 core, 1 thread, 1 GiB each; 4 workers for scale and proxy",
+            "dask_gateway_worker_nanny": not args.dask_gateway_no_nanny,
             "proxy": vars(proxy),
         },
         **measured,
@@ -279,6 +288,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=200, help="tasks per round")
     parser.add_argument("--payload-mib", type=int, default=32, help="scatter/gather size")
     parser.add_argument("--keep", action="store_true", help="keep the logs folder")
+    parser.add_argument(
+        "--dask-gateway-no-nanny",
+        action="store_true",
+        help="run dask-gateway's workers without a nanny, like hubgate's (default: its "
+        "stock worker, under a nanny)",
+    )
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error("--repeats must be at least 1")

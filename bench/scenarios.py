@@ -8,10 +8,12 @@ adds them to a samples dict, which ``run.py`` fills for both sides in turn.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import proxy_bench
@@ -36,6 +38,8 @@ class Side:
     proxy_address: str
     token: str
     pids: Callable[[], dict[str, int]]  # the gateway's own processes, for memory
+    service_labels: tuple[str, ...]  # which of them count as "the service"
+    clusters_dir: Path  # the cluster processes run in folders under it
 
     def gateway(self) -> Gateway:
         return Gateway(
@@ -126,6 +130,22 @@ def rss_mib(pids: dict[str, int]) -> dict[str, float]:
     return out
 
 
+def cluster_processes_pss_mib(clusters_dir: Path) -> float:
+    """Proportional set size of every scheduler and worker process (they run in a
+    folder under ``clusters_dir``): pages shared between them count once in total."""
+    import psutil
+
+    root = str(clusters_dir) + os.sep
+    total = 0
+    for proc in psutil.process_iter():
+        try:
+            if proc.cwd().startswith(root):
+                total += proc.memory_full_info().pss
+        except psutil.Error:
+            continue
+    return total / 2**20
+
+
 async def lifecycle_round(side: Side, samples: Samples, proxy: ProxySettings) -> None:
     """One cluster through create, scale to 4, proxy traffic, stop; then a second
     cluster through create and stop with no workers."""
@@ -177,9 +197,16 @@ async def many_clusters_round(side: Side, samples: Samples) -> None:
                 raise RuntimeError(f"list_clusters gave {len(listed)}, not {MANY_CLUSTERS}")
             _add(samples, "list_clusters_p50_ms", 1000 * statistics.median(times))
             memory = rss_mib(side.pids())
-            _add(samples, "memory_mib", sum(memory.values()))
+            service = sum(mib for label, mib in memory.items() if label in side.service_labels)
+            _add(samples, "memory_mib", service)
+            _add(samples, "memory_with_helpers_mib", sum(memory.values()))
             for label, mib in memory.items():
                 _add(samples, f"memory_mib[{label}]", mib)
+            _add(
+                samples,
+                "clusters_pss_mib",
+                await asyncio.to_thread(cluster_processes_pss_mib, side.clusters_dir),
+            )
         finally:
             await asyncio.gather(*(gateway.stop_cluster(name) for name in names))
             await asyncio.gather(

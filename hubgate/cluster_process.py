@@ -135,6 +135,9 @@ class ProcessConfig:
     # scheduler
     agent_url: str | None = None
     dashboard_prefix: str = "/"
+    # fixed ports (pods behind a Service); 0 picks free ones
+    scheduler_port: int = 0
+    dashboard_port: int = 0
     # worker
     scheduler_address: str | None = None
     worker_name: str | None = None
@@ -187,6 +190,12 @@ class ProcessConfig:
                 **common,
                 agent_url=env.get("HUBGATE_AGENT_URL") or None,
                 dashboard_prefix=env.get("HUBGATE_DASHBOARD_PREFIX") or "/",
+                scheduler_port=integer("HUBGATE_SCHEDULER_PORT", 0)
+                if env.get("HUBGATE_SCHEDULER_PORT")
+                else 0,
+                dashboard_port=integer("HUBGATE_DASHBOARD_PORT", 0)
+                if env.get("HUBGATE_DASHBOARD_PORT")
+                else 0,
             )
         connect_timeout = env.get("HUBGATE_WORKER_CONNECT_TIMEOUT", "")
         try:
@@ -225,11 +234,11 @@ def _free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-def _addresses(config: ProcessConfig) -> tuple[int, str | None]:
+def _addresses(config: ProcessConfig, fixed_port: int = 0) -> tuple[int, str | None]:
     """The port to bind and the contact address to advertise (``None``: the bound one)."""
     if config.advertise_host == config.listen_host:
-        return 0, None
-    port = _free_port(config.listen_host)
+        return fixed_port, None
+    port = fixed_port or _free_port(config.listen_host)
     return port, f"tls://{config.advertise_host}:{port}"
 
 
@@ -258,14 +267,14 @@ async def _run_scheduler(config: ProcessConfig, stop: asyncio.Event) -> str:
                 advertise_host=config.advertise_host,
             )
         )
-    port, contact_address = _addresses(config)
+    port, contact_address = _addresses(config, config.scheduler_port)
     scheduler = Scheduler(
         host=config.listen_host,
         port=port,
         protocol="tls",
         contact_address=contact_address,
         security=security,
-        dashboard_address=f"{config.listen_host}:0",
+        dashboard_address=f"{config.listen_host}:{config.dashboard_port}",
         http_prefix=config.dashboard_prefix,
         plugins=plugins,
     )

@@ -598,7 +598,10 @@ class BatchBackend(Backend):
     async def _prepare_staging(
         self, account: SystemAccount, staging: str, files: dict[str, bytes]
     ) -> None:
-        payload = {"files": {k: base64.b64encode(v).decode() for k, v in files.items()}}
+        payload = {
+            "files": {k: base64.b64encode(v).decode() for k, v in files.items()},
+            "remove": [self.output_file, EXIT_FILE],
+        }
         argv = [
             *self._prefix(account),
             self.staging_python,

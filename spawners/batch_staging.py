@@ -7,9 +7,10 @@ folder and files belong to the user even where root cannot write into home folde
     python -I -m hubgate.spawners.batch_staging prepare <folder>   (stdin: JSON)
     python -I -m hubgate.spawners.batch_staging clean <folder> <file>...
 
-``prepare`` reads ``{"files": {"<name>": "<base64>"}}`` from stdin (secrets never appear
-on a command line), creates ``<folder>`` and its missing parents with mode 0700 and
-writes each file with mode 0600. ``clean`` removes the named files if present.
+``prepare`` reads ``{"files": {"<name>": "<base64>"}, "remove": ["<name>"]}`` from stdin
+(secrets never appear on a command line), creates ``<folder>`` and its missing parents
+with mode 0700, removes the ``remove`` files (a previous job's output) and writes each
+file with mode 0600. ``clean`` removes the named files if present.
 
 Only the standard library: this starts once per job.
 """
@@ -35,7 +36,7 @@ def _safe_name(name: str) -> str:
     return name
 
 
-def prepare(folder: str, files: dict[str, bytes]) -> None:
+def prepare(folder: str, files: dict[str, bytes], remove: list[str]) -> None:
     os.umask(0o077)
     os.makedirs(folder, mode=0o700, exist_ok=True)
     info = os.lstat(folder)
@@ -44,6 +45,9 @@ def prepare(folder: str, files: dict[str, bytes]) -> None:
     if info.st_uid != os.getuid():
         raise StagingError(f"{folder} belongs to uid {info.st_uid}, not to this user")
     os.chmod(folder, 0o700)
+    # Output and exit files of an earlier process of the same name: the batch system must
+    # create them afresh (a leftover symlink there would make the job fail to start).
+    clean(folder, remove)
     for name, data in files.items():
         path = os.path.join(folder, _safe_name(name))
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
@@ -67,7 +71,7 @@ def main(argv: list[str]) -> int:
         if len(argv) >= 2 and argv[0] == "prepare":
             request = json.load(sys.stdin)
             files = {k: base64.b64decode(v) for k, v in request.get("files", {}).items()}
-            prepare(argv[1], files)
+            prepare(argv[1], files, [str(n) for n in request.get("remove", [])])
         elif len(argv) >= 2 and argv[0] == "clean":
             clean(argv[1], argv[2:])
         else:

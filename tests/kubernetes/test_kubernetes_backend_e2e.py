@@ -253,12 +253,6 @@ async def test_worker_without_scheduler_is_refused_against_apiserver(
         )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the runtime does not read HUBGATE_SCHEDULER_PORT/HUBGATE_DASHBOARD_PORT yet, so "
-    "the scheduler binds random ports instead of the Service's 8786/8787 (a headless "
-    "Service still resolves to the pod, so clusters work; remove this mark once it does)",
-)
 async def test_scheduler_listens_on_the_service_ports_against_apiserver(
     kube_target: Any, make_backend: Any, agent_endpoint: Any
 ) -> None:

@@ -1,0 +1,63 @@
+"""An example configuration of the hubgate service for a university hub.
+
+Every option, with its help, is printed by ``hubgate generate-config``. This file shows
+the ones most hubs set: the database, options with profiles, limits and admins.
+"""
+
+from hubgate.options import (
+    OptionSet,
+    environment_variables_field,
+    idle_timeout_field,
+    profile_field,
+    standard_handler,
+    worker_cores_field,
+    worker_memory_field,
+)
+
+c = get_config()  # noqa: F821
+
+GIB = 2**30
+
+# --- where state lives -----------------------------------------------------------------
+# SQLite by default; PostgreSQL for production. Secrets in it are encrypted with the keys
+# in HUBGATE_ENCRYPTION_KEYS (make one with `hubgate generate-key`) or a generated key file.
+c.HubgateService.db_url = "postgresql+psycopg://hubgate:secret@db.example.org/hubgate"
+c.HubgateService.data_dir = "/var/lib/hubgate"
+
+# --- the scheduler proxy that clients reach as gateway://host:port -----------------------
+c.HubgateService.scheduler_proxy_address = "0.0.0.0:8786"
+c.HubgateService.public_proxy_address = "gateway://hub.example.org:8786"
+
+# --- what users may choose ---------------------------------------------------------------
+PROFILES = [
+    ("small (1 core, 4 GiB)", {"worker_cores": 1, "worker_memory": 4 * GIB}),
+    ("medium (2 cores, 8 GiB)", {"worker_cores": 2, "worker_memory": 8 * GIB}),
+    ("large (4 cores, 16 GiB)", {"worker_cores": 4, "worker_memory": 16 * GIB}),
+]
+
+
+def options_for(user):
+    """Students pick a profile; staff may also set cores and memory freely."""
+    fields = [
+        profile_field(PROFILES, default=PROFILES[0][0]),
+        environment_variables_field(),
+        idle_timeout_field(default=30, max=8 * 60),
+    ]
+    if "staff" in user.groups:
+        fields += [worker_cores_field(default=1, max=8), worker_memory_field(default=4, max=32)]
+    return OptionSet(*fields, handler=standard_handler)
+
+
+c.HubgateService.cluster_options = options_for
+
+# --- limits -------------------------------------------------------------------------------
+# per cluster
+c.HubgateService.cluster_config = {"max_workers": 20, "scheduler_memory": "2G"}
+# per user, across all of their clusters; a group's limits replace them for its members
+c.HubgateService.user_limits = {"max_clusters": 2, "max_cores": 16, "max_memory": "64G"}
+c.HubgateService.group_limits = {
+    "staff": {"max_clusters": 5, "max_cores": 64, "max_memory": "256G"}
+}
+
+# --- admins (besides the hub's admins) ----------------------------------------------------
+c.HubgateService.admin_groups = ["hpc-support"]
