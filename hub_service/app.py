@@ -43,7 +43,7 @@ from .limits import UserLimits, limits_for
 from .manager import ClusterManager, ManagerSettings
 from .model import ClusterStatus, User
 from .pages import page_routes
-from .scheduler_proxy import SchedulerProxy
+from .scheduler_proxy import SchedulerProxy, parse_target
 from .secrets import SecretBox, load_or_create_keys
 from .store import ClusterStore
 
@@ -354,8 +354,8 @@ class HubgateService(Application):
             hub_login_hint=self.hub_token_url,
         )
 
-        host, _, port = self.scheduler_proxy_address.rpartition(":")
-        self.scheduler_proxy = SchedulerProxy(host or "127.0.0.1", int(port))
+        host, port = parse_target(self.scheduler_proxy_address)
+        self.scheduler_proxy = SchedulerProxy(host, port)
         await self.scheduler_proxy.start()
 
         self.backend = self.backend_class(parent=self, log=self.log)

@@ -93,6 +93,12 @@ class Authenticator:
                 502,
             ) from exc
         if not model:
+            if header is None and self._cookie_without_xsrf(handler):
+                raise Forbidden(
+                    "Your JupyterHub login cookie was not accepted because the request has "
+                    "no X-XSRFToken header: scripts in the browser must send the page's XSRF "
+                    "token with every API request (GET too)"
+                )
             if header is not None:
                 raise Unauthorized(
                     "Your JupyterHub API token is invalid or expired; create a new one at "
@@ -114,6 +120,24 @@ class Authenticator:
         if header is not None:
             self._start_session(handler, user)
         return user
+
+    def _cookie_without_xsrf(self, handler: RequestHandler) -> bool:
+        """A hub login cookie that HubOAuth ignored for want of an XSRF token (it
+        requires one on every fetch()/XHR request, reads included)."""
+        if not handler.get_cookie(self.hub_auth.cookie_name):
+            return False
+        headers = handler.request.headers
+        mode = headers.get("Sec-Fetch-Mode", "unspecified")
+        if handler.request.method in ("GET", "HEAD", "OPTIONS") and mode in (
+            "navigate",
+            "unspecified",
+        ):
+            return False  # HubOAuth needs no token here: the cookie itself was refused
+        return not (
+            handler.get_argument("_xsrf", None)
+            or headers.get("X-XSRFToken")
+            or headers.get("X-CSRFToken")
+        )
 
     async def _user_from_model(self, model: dict[str, Any]) -> User:
         name = model["name"]

@@ -28,33 +28,35 @@ def _prepend(name: str, value: str) -> None:
 
 
 def _point_servers_at_the_checkout() -> None:
+    # The hub passes PYTHONPATH to single-user servers (Spawner.env_keep) but not the
+    # JUPYTER_* variables, so a sitecustomize module on PYTHONPATH sets those too.
     shim = Path(tempfile.mkdtemp(prefix="hubgate-lab-shim-"))
+    lines = ["import importlib.util, os, sys"]
     if importlib.util.find_spec("hubgate.labextension") is None:
-        # sitecustomize runs at every interpreter start: map the package to its folder.
-        # sitecustomize runs at every interpreter start: a finder that maps the package
-        # to its folder when (and only when) something imports it.
+        # A finder that maps the package to its folder when (and only when) imported.
         server = ROOT / "labextension" / "server"
-        (shim / "sitecustomize.py").write_text(
-            "import importlib.util, sys\n"
-            "class _HubgateLabFinder:\n"
-            "    @staticmethod\n"
-            "    def find_spec(name, path=None, target=None):\n"
-            "        if name != 'hubgate.labextension':\n"
-            "            return None\n"
-            "        return importlib.util.spec_from_file_location(\n"
-            f"            name, {str(server / '__init__.py')!r},\n"
-            f"            submodule_search_locations=[{str(server)!r}])\n"
-            "sys.meta_path.append(_HubgateLabFinder)\n"
-        )
-        _prepend("PYTHONPATH", str(shim))
+        lines += [
+            "class _HubgateLabFinder:",
+            "    @staticmethod",
+            "    def find_spec(name, path=None, target=None):",
+            "        if name != 'hubgate.labextension':",
+            "            return None",
+            "        return importlib.util.spec_from_file_location(",
+            f"            name, {str(server / '__init__.py')!r},",
+            f"            submodule_search_locations=[{str(server)!r}])",
+            "sys.meta_path.append(_HubgateLabFinder)",
+        ]
     enable = Path(sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d" / "hubgate.json"
     if not enable.exists():
-        _prepend("JUPYTER_CONFIG_PATH", str(ROOT / "jupyter-config"))
+        lines.append(f"os.environ['JUPYTER_CONFIG_PATH'] = {str(ROOT / 'jupyter-config')!r}")
     installed = Path(sys.prefix) / "share" / "jupyter" / "labextensions" / LABEXTENSION
     if not installed.exists():
         (shim / "labextensions").mkdir()
         (shim / "labextensions" / LABEXTENSION).symlink_to(STATIC)
-        _prepend("JUPYTER_PATH", str(shim))
+        lines.append(f"os.environ['JUPYTER_PATH'] = {str(shim)!r}")
+    if len(lines) > 1:
+        (shim / "sitecustomize.py").write_text("\n".join(lines) + "\n")
+        _prepend("PYTHONPATH", str(shim))
 
 
 _point_servers_at_the_checkout()

@@ -80,8 +80,8 @@ async def test_create_scale_dashboard_insert_code_and_shutdown(hub: Any, new_pag
     await form.wait_for()
     cores = form.locator('input[data-field="worker_cores"]')
     await cores.fill("99")
-    error = form.locator(".hubgate-OptionsForm-row", has=cores).locator(
-        ".hubgate-OptionsForm-error"
+    error = form.locator(
+        '.hubgate-OptionsForm-row:has(input[data-field="worker_cores"]) .hubgate-OptionsForm-error'
     )
     await expect(error).to_have_text(re.compile(r"^worker_cores must be at most \d+, got 99$"))
     create = panel.locator(".hubgate-CreateCluster")
