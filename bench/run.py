@@ -139,6 +139,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     work_dir = Path(tempfile.mkdtemp(prefix="hubgate-bench-"))
     hub = make_hub(work_dir / "hub")
     gateway: RunningDaskGateway | None = None
+    # Our own handler for both: asyncio's SIGINT handler only cancels the main task, and
+    # library code on the way (client clean-up) may swallow that cancellation.
+    signal.signal(signal.SIGINT, _raise_interrupt)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     started = time.time()
     load_before = os.getloadavg()

@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import quote, urlparse
 
 import aiohttp
+import dask.config
 import yarl
 from dask.utils import format_bytes
 from distributed import Client
@@ -56,8 +57,19 @@ __all__ = [
 
 logger = logging.getLogger("hubgate.client")
 
+# defaults of the gateway.lease.* dask config keys (see gateway.yaml)
 LEASE_SECONDS = 60
 LEASE_RENEW_EVERY = 20
+
+
+def _lease_seconds() -> float:
+    """How long the service keeps a ``shutdown_on_close`` cluster after the client's last
+    renewal (dask config ``gateway.lease.seconds``)."""
+    return float(dask.config.get("gateway.lease.seconds", LEASE_SECONDS))
+
+
+def _lease_renew_every() -> float:
+    return float(dask.config.get("gateway.lease.renew-every", LEASE_RENEW_EVERY))
 
 
 class GatewayClusterError(Exception):
@@ -693,7 +705,11 @@ class Gateway:
                     f"Cluster {cluster_name!r} failed to start, see logs for more information"
                 )
             if report.status in (ClusterStatus.STOPPED, ClusterStatus.STOPPING):
-                raise GatewayClusterError(f"Cluster {cluster_name!r} is already stopped")
+                reason = await self._failure_reason(cluster_name)
+                raise GatewayClusterError(
+                    f"Cluster {cluster_name!r} is already stopped"
+                    + (f": {reason}" if reason else "")
+                )
             # A server without long-polling answers at once: don't hammer it.
             if loop.time() - started < 0.5:
                 await asyncio.sleep(0.5)
@@ -947,13 +963,13 @@ class GatewayCluster:
         """Renew the lease until cancelled; the service reaps the cluster if we stop."""
         while True:
             try:
-                if not await self.gateway._set_lease(name, LEASE_SECONDS):
+                if not await self.gateway._set_lease(name, _lease_seconds()):
                     return  # the cluster is gone
             except asyncio.CancelledError:
                 raise
             except Exception:
                 logger.debug("Renewing the lease of cluster %s failed", name, exc_info=True)
-            await asyncio.sleep(LEASE_RENEW_EVERY)
+            await asyncio.sleep(_lease_renew_every())
 
     async def _watch_scheduler(self) -> None:
         """Subscribe to the scheduler's worker changes (for scheduler_info and widgets)."""

@@ -156,9 +156,14 @@ class SchedulerAgent(SchedulerPlugin):
         }
 
     def scheduler_address(self) -> str:
-        # The advertised address when the runtime gave one (bound to 0.0.0.0), else the
-        # listener's.
-        return getattr(self.scheduler, "contact_address", None) or self.scheduler.address
+        # The advertised host when the runtime gave one (bound to 0.0.0.0); distributed
+        # keeps a scheduler's contact_address but reports the bound one as .address.
+        address = self.scheduler.address
+        if not self.advertise_host:
+            return address
+        scheme, _, hostport = address.rpartition("://")
+        port = hostport.rpartition(":")[2]
+        return f"{scheme or 'tls'}://{self.advertise_host}:{port}"
 
     def dashboard_address(self) -> str | None:
         server = self.scheduler.services.get("dashboard")

@@ -8,6 +8,7 @@ formats the systems document, as cited above each one.
 from __future__ import annotations
 
 import pytest
+
 from hubgate.spawners.base import Phase
 from hubgate.spawners.batch_parsing import (
     JobInfo,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 
 import pytest
+from traitlets.config import Config
+
 from hubgate.spawners.base import BackendError, ProcessSpec
 from hubgate.spawners.batch import (
     LSFBackend,
@@ -20,7 +22,6 @@ from hubgate.spawners.batch_script import (
     parse_walltime,
     render_script,
 )
-from traitlets.config import Config
 
 ACCOUNT = SystemAccount(name="alice", uid=1000, home="/home/users/alice")
 STAGING = "/home/users/alice/.hubgate/c1/w1"

@@ -6,12 +6,13 @@ everyone's, and admin's Stop button stops alice's cluster."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Page, WebSocket
+from playwright.async_api import Page, WebSocket, expect
 
 from hubgate.hubrunner import RunningHub
 from tests.e2e.service_api import ServiceApi
@@ -19,6 +20,7 @@ from tests.fixtures.browser import hub_login
 
 pytestmark = pytest.mark.slow
 
+WAIT_MS = 60_000
 SCREENSHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
 
 
@@ -135,11 +137,8 @@ async def test_clusters_page_and_admin_stop(
     assert "Signed in as admin (admin)" in await admin.locator("#viewer").inner_text()
     owners = await row_owners(admin)
     assert owners[mine] == "alice" and owners[bobs] == "bob", owners
-    await admin.wait_for_function(  # the worker shows as running before the screenshot
-        "name => document.querySelector(`tr[data-name='${name}'] td.workers`)"
-        ".textContent.startsWith('1/1')",
-        arg=mine,
-    )
+    # the worker shows as running before the screenshot
+    await expect(row.locator("td.workers")).to_have_text(re.compile(r"^1/1"), timeout=WAIT_MS)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await admin.screenshot(path=str(SCREENSHOTS / "admin-page.png"), full_page=True)
 
@@ -147,10 +146,8 @@ async def test_clusters_page_and_admin_stop(
     await stop.click()  # arms the button...
     assert await stop.inner_text() == "Confirm stop"
     await stop.click()  # ...and stops
-    await admin.wait_for_function(
-        "name => ['STOPPING', 'STOPPED'].includes("
-        "document.querySelector(`tr[data-name='${name}'] .badge`).textContent)",
-        arg=mine,
+    await expect(row.locator(".badge")).to_have_text(
+        re.compile(r"^(STOPPING|STOPPED)$"), timeout=WAIT_MS
     )
     assert await row.locator(".row-msg").inner_text() == ""
 

@@ -334,8 +334,9 @@ def test_options_observers_and_reprs():
 
 
 def test_options_display_prefers_the_widget(monkeypatch):
-    import hubgate.widgets
     import IPython.display
+
+    import hubgate.widgets
 
     shown = []
     monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append((obj, kw)))

@@ -20,10 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from hubgate.hub_service.dashboard_proxy import check_dashboard_access, dashboard_routes
-from hubgate.hub_service.pages import page_routes
 from jupyterhub.services.auth import HubOAuth, HubOAuthenticated
 from tornado import httpserver, web, websocket
+
+from hubgate.hub_service.dashboard_proxy import check_dashboard_access, dashboard_routes
+from hubgate.hub_service.pages import page_routes
 
 SERVICE_PREFIX = "/services/dask-gateway/"
 CLUSTER = "c0ffee"

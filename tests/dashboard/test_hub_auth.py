@@ -7,14 +7,15 @@ from collections.abc import AsyncIterator
 from urllib.parse import parse_qs, urlparse
 
 import pytest
+from tornado import web
+from tornado.httpclient import AsyncHTTPClient
+
 from hubgate.hub_service.dashboard_proxy import (
     check_dashboard_access,
     dashboard_routes,
     hub_dashboard_authorizer,
 )
 from hubgate.hub_service.pages import page_routes
-from tornado import web
-from tornado.httpclient import AsyncHTTPClient
 
 from .conftest import OWNERS, SERVICE_PREFIX, make_hub_auth, serve
 

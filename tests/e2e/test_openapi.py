@@ -7,10 +7,10 @@ import re
 from collections.abc import Iterator
 
 import pytest
-from hubgate.hub_service import api_hubgate, api_v1
 from openapi_spec_validator import validate as validate_openapi
 from tornado.web import RequestHandler
 
+from hubgate.hub_service import api_hubgate, api_v1
 from hubgate.hubrunner import RunningHub
 from tests.e2e.service_api import (
     ServiceApi,

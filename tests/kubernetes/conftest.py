@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from hubgate.spawners.kubernetes import KubernetesBackend
 
+from hubgate.spawners.kubernetes import KubernetesBackend
 from tests.fake_kube_apiserver import StandInApiServer
 
 REAL_KUBECONFIG = os.environ.get("HUBGATE_TEST_KUBECONFIG", "")

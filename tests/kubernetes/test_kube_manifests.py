@@ -11,10 +11,10 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
-from hubgate.spawners import kubernetes as backend_module
 from traitlets.config import PyFileConfigLoader
 
 from hubgate.options import OptionSet
+from hubgate.spawners import kubernetes as backend_module
 
 CONFIG = Path(__file__).parents[2] / "config" / "kubernetes"
 KUBE_VERSION = "1.35"

@@ -8,6 +8,7 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
+
 from hubgate.spawners.kube_objects import (
     KubeProcess,
     OwnerRef,

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from hubgate.hub_service.tls import agenerate_cluster_credentials
 from hubgate.spawners.base import BackendError, Phase, ProcessSpec
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import tornado.web
 import tornado.websocket
+
 from hubgate.hub_service.tls import ClusterCredentials, generate_cluster_credentials
 from hubgate.spawners.base import ProcessSpec, ProcessState
 from hubgate.spawners.local import LocalBackend

@@ -10,9 +10,10 @@ import signal
 import sys
 
 import pytest
+from tornado.httpclient import AsyncHTTPClient
+
 from hubgate.spawners.base import Phase, ProcessSpec
 from hubgate.spawners.local import LocalBackend, is_running
-from tornado.httpclient import AsyncHTTPClient
 
 from .conftest import AgentEndpoint, Cluster, processes_of, wait_for
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 import pytest
 from distributed import Scheduler, Worker
 from distributed.security import Security
+
 from hubgate.hub_service.scheduler_proxy import SchedulerProxy
 from hubgate.hub_service.tls import ClusterCredentials, generate_cluster_credentials
 

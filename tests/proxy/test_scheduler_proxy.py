@@ -14,6 +14,7 @@ import dask_gateway.comm  # noqa: F401  (registers gateway://)
 import pytest
 from dask_gateway.client import GatewaySecurity
 from distributed import Client
+
 from hubgate.hub_service.scheduler_proxy import SchedulerProxy
 from hubgate.hub_service.tls import ClusterCredentials
 

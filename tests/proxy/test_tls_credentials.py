@@ -16,6 +16,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from dask_gateway.client import GatewaySecurity
 from distributed.comm import connect
 from distributed.security import Security
+
 from hubgate.hub_service.tls import (
     ClusterCredentials,
     agenerate_cluster_credentials,

@@ -18,9 +18,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from slurm_cluster import SlurmCluster, slurm_available
+
 from hubgate.spawners.base import ProcessSpec, ProcessState
 from hubgate.spawners.batch import SlurmBackend
-from slurm_cluster import SlurmCluster, slurm_available
 
 TEST_USER = "hgalice"
 

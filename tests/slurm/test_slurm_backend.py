@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from hubgate.spawners.base import BackendError, Phase, ProcessSpec, ProcessStatus
 from hubgate.spawners.batch import SlurmBackend
 

@@ -15,12 +15,13 @@ import dask.array as da
 import pytest
 from distributed import Client
 from distributed.security import Security
-from hubgate.hub_service.tls import agenerate_cluster_credentials
-from hubgate.spawners.base import Phase, ProcessSpec
 from tornado.httpserver import HTTPServer
 from tornado.web import Application, HTTPError
 from tornado.websocket import WebSocketHandler
 from traitlets.config import Config
+
+from hubgate.hub_service.tls import agenerate_cluster_credentials
+from hubgate.spawners.base import Phase, ProcessSpec
 
 pytestmark = pytest.mark.slow
 

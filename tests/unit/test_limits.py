@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from hubgate.hub_service.cluster_config import GIB, ClusterConfig
 from hubgate.hub_service.limits import (
     Usage,

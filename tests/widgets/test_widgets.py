@@ -6,15 +6,6 @@ import time
 from typing import Any
 
 import pytest
-from hubgate.widgets import (
-    ClusterState,
-    cluster_html,
-    cluster_text,
-    cluster_widget,
-    gateway_widget,
-    options_html,
-    options_widget,
-)
 
 from hubgate.options import (
     Bool,
@@ -27,6 +18,15 @@ from hubgate.options import (
     environment_variables_field,
     idle_timeout_field,
     resources_per_worker_field,
+)
+from hubgate.widgets import (
+    ClusterState,
+    cluster_html,
+    cluster_text,
+    cluster_widget,
+    gateway_widget,
+    options_html,
+    options_widget,
 )
 
 
