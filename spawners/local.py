@@ -323,14 +323,13 @@ class LocalBackend(Backend):
         if spec.setup:
             # The setup runs in the shell that then becomes the process; argv stays a
             # list of arguments and is never pasted into the script.
-            # The EXIT trap also reports a setup that calls `exit` itself.
             script = (
-                "trap 'status=$?; [ \"$status\" -ne 0 ] && echo \"hubgate: the setup "
-                "script failed with exit code $status\" >&2' EXIT\n"
                 f"{spec.setup}\n"
                 "status=$?\n"
-                'if [ "$status" -ne 0 ]; then exit "$status"; fi\n'
-                "trap - EXIT\n"
+                'if [ "$status" -ne 0 ]; then\n'
+                '  echo "hubgate: the setup script failed with exit code $status" >&2\n'
+                '  exit "$status"\n'
+                "fi\n"
                 'exec "$@"\n'
             )
             command = ["bash", "-c", script, "bash", *argv]
