@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from .._version import __version__
@@ -76,10 +77,11 @@ class ClusterHandler(BaseHandler):
         manager = self.service.manager
         cluster = manager.get_cluster(self.user, name)
         if self.get_argument("wait", None) is not None:
-            waited = 0.0
-            while cluster.status is ClusterStatus.PENDING and waited < LONG_POLL_SECONDS:
-                await manager.wait_for_change(cluster, LONG_POLL_SECONDS - waited)
-                waited = LONG_POLL_SECONDS  # one change is enough to answer
+            # answer as soon as it leaves PENDING (or after 20 s, as dask-gateway does)
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + LONG_POLL_SECONDS
+            while cluster.status is ClusterStatus.PENDING and loop.time() < deadline:
+                await manager.wait_for_change(cluster, deadline - loop.time())
         self.write_json(to_v1_json(cluster))
 
     async def delete(self, name: str) -> None:

@@ -20,18 +20,26 @@ import contextlib
 import hmac
 import json
 import os
+import signal
 import socket
+import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from hubgate.spawners.kubernetes import KubernetesBackend
 from tests.fake_kube_apiserver import StandInApiServer
 
 REAL_KUBECONFIG = os.environ.get("HUBGATE_TEST_KUBECONFIG", "")
+_REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass
@@ -207,3 +215,108 @@ async def agent_endpoint(kube_target: KubeTarget) -> AsyncIterator[AgentEndpoint
     yield endpoint
     server.stop()
     await server.close_all_connections()
+
+
+# -- a stand-in API server in its own process, for a real hub's service to use ------------
+
+
+class StandInProcess:
+    """``python -m tests.fake_kube_apiserver`` as a separate process (so the hub's service
+    and the test reach it over HTTP exactly as they would a real API server), with a
+    small blocking REST client for the test to act behind the service's back."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.kubeconfig = workdir / "kubeconfig"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.server = ""
+        self.token = ""
+
+    def start(self, timeout: float = 60) -> None:
+        log = open(self.workdir / "stand-in.log", "ab")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.fake_kube_apiserver",
+                "--kubeconfig",
+                str(self.kubeconfig),
+            ],
+            cwd=_REPO_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while not self._ready():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"the stand-in API server exited early:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the stand-in API server did not come up:\n{self.log_tail()}")
+            time.sleep(0.2)
+
+    def _ready(self) -> bool:
+        if not self.kubeconfig.exists():
+            return False
+        config = yaml.safe_load(self.kubeconfig.read_text()) or {}
+        try:
+            self.server = config["clusters"][0]["cluster"]["server"]
+            self.token = config["users"][0]["user"]["token"]
+            self.call("GET", "/version")
+        except (KeyError, IndexError, OSError):
+            return False
+        return True
+
+    def log_tail(self, lines: int = 40) -> str:
+        path = self.workdir / "stand-in.log"
+        text = path.read_text(errors="replace") if path.exists() else ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def call(self, method: str, path: str, query: dict[str, str] | None = None) -> Any:
+        url = self.server + path + ("?" + urllib.parse.urlencode(query) if query else "")
+        req = urllib.request.Request(
+            url, method=method, headers={"Authorization": f"Bearer {self.token}"}
+        )
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read() or b"{}")
+
+    def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        found = self.call(
+            "GET", f"/api/v1/namespaces/{namespace}/pods", {"labelSelector": selector}
+        )
+        return list(found.get("items") or [])
+
+    def delete_pod(self, namespace: str, name: str) -> None:
+        """A plain ``DELETE`` of the pod, as ``kubectl delete pod`` would send it."""
+        self.call("DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}")
+
+    def stop(self, timeout: float = 60) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            # SIGTERM: the stand-in ends its pods' processes before it exits.
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture(scope="module")
+def stand_in_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandInProcess]:
+    """A stand-in API server process for one test module, stopped at its end."""
+    if REAL_KUBECONFIG:
+        pytest.skip(
+            "needs the stand-in: the test hub listens on 127.0.0.1, which pods in a real "
+            "cluster cannot reach"
+        )
+    server = StandInProcess(tmp_path_factory.mktemp("stand-in-process"))
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
