@@ -41,7 +41,7 @@ from batchspawner.batchspawner import (
     PBSSpawner,
     SlurmSpawner,
 )
-from traitlets import Bool, Float, Integer, List, Unicode, Union, default
+from traitlets import Bool, Float, List, Unicode, Union, default
 from traitlets import Callable as CallableTrait
 
 from .base import Backend, BackendError, Phase, ProcessSpec, ProcessState, ProcessStatus
@@ -308,13 +308,6 @@ class BatchBackend(Backend):
         config=True,
         help="""Seconds ``stop`` waits for a cancelled job to leave the queue. Batch
         systems send SIGTERM, then SIGKILL after a grace period (Slurm's KillWait).""",
-    )
-
-    gone_output_lines = Integer(
-        10,
-        config=True,
-        help="""How many of the last output lines of a job that ended go into the reason
-        shown to the user.""",
     )
 
     staging_python = Unicode(
@@ -715,20 +708,13 @@ class BatchBackend(Backend):
         )
 
     async def _gone_status(self, state: ProcessState, info: JobInfo | None) -> ProcessStatus:
-        """Why a job left the queue, in words: the system's final state and exit code,
-        the runtime's own exit record, and the last lines of the job's output."""
+        """Why a job left the queue, in words: the system's final state and exit code
+        and the runtime's own exit record (the service adds the output's last lines)."""
         job_id = str(state.get("job_id") or "")
         if not job_id:
             return ProcessStatus(Phase.GONE, "no batch job was recorded for this process")
         final = await self.finished_job(job_id) or info
         record = await self._exit_record(state)
-        try:
-            tail = await self.read_log(state, self.gone_output_lines)
-        except BackendError as exc:
-            self.log.warning(
-                "Cannot read the output of %s job %s: %s", self.system_name, job_id, exc
-            )
-            tail = None
         exit_code = final.exit_code if final else None
         if final is not None:
             reason = f"{self.system_name} job {job_id} ended ({final.state})"
@@ -742,8 +728,6 @@ class BatchBackend(Backend):
             reason += f"; the process {record.describe()}"
             if exit_code is None:
                 exit_code = record.exit_code
-        if tail and tail.strip():
-            reason += "; last output:\n" + tail.rstrip("\n")
         return ProcessStatus(Phase.GONE, reason, exit_code)
 
 

@@ -28,6 +28,8 @@ c.HubgateService.service_url = "http://0.0.0.0:8000"
 c.HubgateService.agent_url = (
     f"ws://hubgate.{namespace}.svc.cluster.local:8000/services/dask-gateway/api/agent/ws"
 )
+# Schedulers and workers run the image's own interpreter, not the service's.
+c.HubgateService.python = "python"
 c.HubgateService.scheduler_proxy_address = "0.0.0.0:8786"
 # What clients outside the cluster use (the LoadBalancer's DNS name).
 c.HubgateService.public_proxy_address = "gateway://dask.example.org:8786"

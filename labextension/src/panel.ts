@@ -364,7 +364,7 @@ class ClusterCard {
     );
     this._minimum = numberInput(cluster.adaptive.minimum ?? 0, 'Minimum');
     this._maximum = numberInput(
-      cluster.adaptive.maximum ?? Math.max(cluster.workers.requested, 4),
+      cluster.adaptive.maximum || Math.max(cluster.workers.requested, 4),
       'Maximum'
     );
     const adapt = button('Adapt', 'hubgate-Adapt', 'Scale with the load');

@@ -40,6 +40,8 @@ async def open_notebook(page: Page) -> Any:
     await page.locator('.jp-LauncherCard[data-category="Notebook"]').first.click()
     notebook = page.locator(".jp-NotebookPanel").last
     await notebook.locator(".jp-Cell .cm-content").first.wait_for()
+    # Cells run before the kernel is up are not executed: wait for it.
+    await expect(page.locator("#jp-main-statusbar")).to_contain_text("Idle", timeout=180_000)
     return notebook
 
 

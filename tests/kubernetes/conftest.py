@@ -273,11 +273,20 @@ class StandInProcess:
         text = path.read_text(errors="replace") if path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def call(self, method: str, path: str, query: dict[str, str] | None = None) -> Any:
+    def call(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> Any:
         url = self.server + path + ("?" + urllib.parse.urlencode(query) if query else "")
-        req = urllib.request.Request(
-            url, method=method, headers={"Authorization": f"Bearer {self.token}"}
-        )
+        headers = {"Authorization": f"Bearer {self.token}"}
+        data = None
+        if body is not None:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
         with urllib.request.urlopen(req, timeout=30) as resp:
             return json.loads(resp.read() or b"{}")
 
@@ -286,6 +295,35 @@ class StandInProcess:
             "GET", f"/api/v1/namespaces/{namespace}/pods", {"labelSelector": selector}
         )
         return list(found.get("items") or [])
+
+    def watch_start(self, namespace: str) -> str:
+        """A resourceVersion from which a later watch replays everything that happens
+        from now on. (A list's version can be "0", which means "any point" to a watch,
+        so a marker Secret is written and removed instead.)"""
+        marker = self.call(
+            "POST",
+            f"/api/v1/namespaces/{namespace}/secrets",
+            body={"metadata": {"generateName": "watch-marker-"}, "type": "Opaque"},
+        )
+        self.call("DELETE", f"/api/v1/namespaces/{namespace}/secrets/{marker['metadata']['name']}")
+        return str(marker["metadata"]["resourceVersion"])
+
+    def pod_events_since(self, namespace: str, selector: str, version: str) -> list[dict[str, Any]]:
+        """Every watch event of the matching pods after ``version`` (replayed from the
+        API server's history; the watch ends after a second without news)."""
+        query = {
+            "watch": "1",
+            "labelSelector": selector,
+            "resourceVersion": version,
+            "timeoutSeconds": "1",
+        }
+        url = f"{self.server}/api/v1/namespaces/{namespace}/pods?" + urllib.parse.urlencode(query)
+        req = urllib.request.Request(url, headers={"Authorization": f"Bearer {self.token}"})
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            events = [json.loads(line) for line in resp.read().splitlines() if line.strip()]
+        errors = [e for e in events if e["type"] == "ERROR"]
+        assert not errors, f"the watch failed: {errors}"
+        return events
 
     def delete_pod(self, namespace: str, name: str) -> None:
         """A plain ``DELETE`` of the pod, as ``kubectl delete pod`` would send it."""

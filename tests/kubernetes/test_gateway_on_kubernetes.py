@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from hubgate.hubrunner import HubSettings, RunningHub
+from hubgate.hubrunner import RunningHub
 from hubgate.spawners.kube_objects import LABEL_CLUSTER, LABEL_ROLE, LABEL_USER, escape_label_value
 from tests.e2e.service_api import ServiceApi
 from tests.e2e.snippets import USER_SNIPPET
-from tests.fixtures.hub import gateway_env
+from tests.fixtures.hub import gateway_env, start_hub
 
 pytestmark = pytest.mark.slow
 
@@ -50,22 +50,7 @@ def kube_hub(
 ) -> Iterator[RunningHub]:
     """A real hub whose service uses the Kubernetes backend against the stand-in."""
     extra = kubernetes_service_config(stand_in_process.kubeconfig)
-    base = tmp_path_factory.mktemp("kube-hub")
-    hub: RunningHub | None = None
-    # Free ports are picked before the hub binds them: retry on a lost race.
-    for attempt in range(3):
-        hub = RunningHub(
-            HubSettings.with_free_ports(base / f"attempt{attempt}", hubgate_config_extra=extra)
-        )
-        try:
-            hub.start(timeout=120)
-            break
-        except (RuntimeError, TimeoutError):
-            hub.stop()
-            if attempt == 2:
-                raise
-    assert hub is not None
-    hub.make_user_tokens()
+    hub = start_hub(tmp_path_factory.mktemp("kube-hub"), hubgate_config_extra=extra)
     try:
         yield hub
     finally:
@@ -104,15 +89,37 @@ def run_python(code: str, env: dict[str, str], cwd: Path, timeout: float = 600) 
     return proc.stdout
 
 
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("client", ["dask_gateway", "hubgate"])
 def test_user_snippet_on_kubernetes_against_stand_in_apiserver(
     kube_hub: RunningHub, stand_in_process: Any, client: str, tmp_path: Path
 ) -> None:
     user = "alice"
+    since = stand_in_process.watch_start(NAMESPACE)
     out = run_python(USER_SNIPPET.format(client=client), gateway_env(kube_hub, user), tmp_path)
     assert "SNIPPET OK" in out, out
     link = next(line.split()[1] for line in out.splitlines() if line.startswith("DASHBOARD"))
     assert link.startswith(kube_hub.settings.gateway_address + "/clusters/"), link
+    # it ran on pods: scheduler pods, and four worker pods running at the same time
+    events = stand_in_process.pod_events_since(
+        NAMESPACE, f"{LABEL_USER}={escape_label_value(user)}", since
+    )
+    running: set[str] = set()
+    most_workers = 0
+    schedulers: set[str] = set()
+    for event in events:
+        pod = event["object"]
+        uid, role = pod["metadata"]["uid"], pod["metadata"]["labels"][LABEL_ROLE]
+        if event["type"] != "DELETED" and pod["status"].get("phase") == "Running":
+            running.add(uid)
+            if role == "scheduler":
+                schedulers.add(uid)
+        else:
+            running.discard(uid)
+        most_workers = max(most_workers, len(running - schedulers))
+    # cluster, small, kept and GatewayCluster(...)
+    assert len(schedulers) >= 4, f"{len(schedulers)} scheduler pods ran, not 4"
+    assert most_workers >= 4, f"at most {most_workers} worker pods ran at once"
     # every cluster the snippet made is stopped, so none of its pods is left
     wait_until(lambda: not pods_of_user(stand_in_process, user), "rid of alice's pods")
 

@@ -22,7 +22,7 @@ import pytest
 from slurm_cluster import SlurmCluster
 
 from hubgate.hubrunner import RunningHub
-from tests.fixtures.hub import _start, gateway_env
+from tests.fixtures.hub import gateway_env, start_hub
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -65,7 +65,9 @@ def slurm_hub(
     shared_cores: None,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RunningHub]:
-    hub = _start(tmp_path_factory.mktemp("slurmhub"), hubgate_config_extra=slurm_hub_config(slurm))
+    hub = start_hub(
+        tmp_path_factory.mktemp("slurmhub"), hubgate_config_extra=slurm_hub_config(slurm)
+    )
     try:
         yield hub
     finally:

@@ -175,8 +175,10 @@ async def test_failing_setup_is_gone_with_its_output(make_backend):
     status = await wait_for_phase(backend, state, Phase.GONE)
     assert status.exit_code == 3
     assert "with exit code 3" in status.reason
-    assert "activating /home/hgalice/env: no such environment" in status.reason
-    assert "worker up" not in status.reason
+    # the service puts the output's last lines into the user's reason
+    output = await backend.read_log(state, 10)
+    assert "activating /home/hgalice/env: no such environment" in output
+    assert "worker up" not in output
 
 
 async def test_setup_runs_before_the_process_in_the_same_shell(make_backend):
