@@ -291,6 +291,10 @@ class HubgateService(Application):
         base = os.environ.get("JUPYTERHUB_BASE_URL", "/")
         return base.rstrip("/") + "/hub/token"
 
+    @default("log_level")
+    def _default_log_level(self) -> int:
+        return logging.INFO
+
     aliases = {
         "config": "HubgateService.config_file",
         "log-level": "Application.log_level",

@@ -37,8 +37,8 @@
   }
 
   async function api(method, path, body) {
-    const headers = { Accept: "application/json" };
-    if (method !== "GET") headers["X-XSRFToken"] = XSRF;
+    // JupyterHub's cookie login wants the XSRF header on every script request, GET too.
+    const headers = { Accept: "application/json", "X-XSRFToken": XSRF };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const response = await fetch(BASE + path, {
       method,
@@ -322,7 +322,9 @@
         document.getElementById("viewer").textContent =
           `Signed in as ${viewer.name}${viewer.admin ? " (admin)" : ""}`;
       }
-      const query = viewer.admin ? "?all_users=1" : "";
+      // stopped clusters too: the page keeps them listed for a while
+      const statuses = "status=pending,running,stopping,stopped,failed";
+      const query = viewer.admin ? `?all_users=1&${statuses}` : `?${statuses}`;
       const data = await api("GET", `api/hubgate/clusters${query}`);
       render(Array.isArray(data && data.clusters) ? data.clusters : []);
       showBanner(null);

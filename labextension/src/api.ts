@@ -42,18 +42,33 @@ export async function requestAPI<T>(
   }
   const text = await response.text();
   let data: any = null;
+  let isJSON = true;
   if (text) {
     try {
       data = JSON.parse(text);
     } catch {
-      data = { error: text };
+      isJSON = false;
     }
   }
   if (!response.ok) {
-    const message =
-      (data && (data.error || data.message)) ||
-      `${response.status} ${response.statusText}`;
-    throw new HubgateError(message, response.status);
+    if (isJSON && data && (data.error || data.message)) {
+      throw new HubgateError(data.error || data.message, response.status);
+    }
+    // An HTML page: the server has no hubgate handlers, or something in between failed.
+    const hint =
+      response.status === 404
+        ? ': the hubgate server extension is not enabled on this Jupyter server; ask your administrator'
+        : '';
+    throw new HubgateError(
+      `${response.status} ${response.statusText}${hint}`,
+      response.status
+    );
+  }
+  if (!isJSON) {
+    throw new HubgateError(
+      'The server answered with something other than JSON; reload the page',
+      response.status
+    );
   }
   return data as T;
 }

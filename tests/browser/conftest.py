@@ -9,8 +9,8 @@ session's hub starts), instead of changing the virtualenv.
 
 from __future__ import annotations
 
-import importlib.util
 import os
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -27,12 +27,18 @@ def _prepend(name: str, value: str) -> None:
     os.environ[name] = value if not current else f"{value}{os.pathsep}{current}"
 
 
+def _importable_by_servers(module: str) -> bool:
+    # Asked of a fresh interpreter: other test folders may have loaded it in this one.
+    probe = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True)
+    return probe.returncode == 0
+
+
 def _point_servers_at_the_checkout() -> None:
     # The hub passes PYTHONPATH to single-user servers (Spawner.env_keep) but not the
     # JUPYTER_* variables, so a sitecustomize module on PYTHONPATH sets those too.
     shim = Path(tempfile.mkdtemp(prefix="hubgate-lab-shim-"))
     lines = ["import importlib.util, os, sys"]
-    if importlib.util.find_spec("hubgate.labextension") is None:
+    if not _importable_by_servers("hubgate.labextension"):
         # A finder that maps the package to its folder when (and only when) imported.
         server = ROOT / "labextension" / "server"
         lines += [

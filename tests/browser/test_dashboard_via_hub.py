@@ -100,6 +100,17 @@ async def test_dashboard_through_the_hub(
     assert await bob.locator(".bk-Canvas").count() == 0
 
 
+async def wait_for_row(page: Page, name: str) -> Any:
+    """The clusters page's row for ``name``; fails with the page's error banner if the
+    page shows one instead."""
+    row = page.locator(f'tr[data-name="{name}"]')
+    await page.locator(f'tr[data-name="{name}"], #banner:not([hidden])').first.wait_for()
+    banner = page.locator("#banner")
+    if await banner.is_visible():
+        raise AssertionError(f"the clusters page shows an error: {await banner.inner_text()}")
+    return row
+
+
 async def row_owners(page: Page) -> dict[str, str]:
     rows = page.locator("#clusters tbody tr")
     owners = {}
@@ -120,8 +131,7 @@ async def test_clusters_page_and_admin_stop(
     alice = await logged_in(new_page, hub, "alice")
     response = await alice.goto(page_url)
     assert response is not None and response.status == 200
-    row = alice.locator(f'tr[data-name="{mine}"]')
-    await row.wait_for()
+    row = await wait_for_row(alice, mine)
     assert "Signed in as alice" in await alice.locator("#viewer").inner_text()
     assert await row.locator(".badge").inner_text() == "RUNNING"
     link = await row.locator("td.dashboard a").get_attribute("href")
@@ -131,8 +141,7 @@ async def test_clusters_page_and_admin_stop(
 
     admin = await logged_in(new_page, hub, "admin")
     await admin.goto(page_url)
-    row = admin.locator(f'tr[data-name="{mine}"]')
-    await row.wait_for()
+    row = await wait_for_row(admin, mine)
     await admin.locator(f'tr[data-name="{bobs}"]').wait_for()
     assert "Signed in as admin (admin)" in await admin.locator("#viewer").inner_text()
     owners = await row_owners(admin)

@@ -23,13 +23,17 @@ async def open_lab(new_page: Any, hub: Any, user: str) -> Page:
     # /hub/spawn starts the server if needed, then lands on its default URL (/lab).
     await hub_login(page, hub.settings.hub_url, user, hub.settings.password, next_path="/hub/spawn")
     await page.locator(".jp-LabShell").wait_for(timeout=180_000)
+    # A fresh layout (an earlier test's workspace would restore its panels and tabs).
+    await page.goto(f"{hub.settings.hub_url}/user/{user}/lab?reset")
+    await page.locator(".jp-LabShell").wait_for(timeout=180_000)
     return page
 
 
 async def open_sidebar(page: Page) -> Any:
     tab = page.locator('.jp-SideBar .lm-TabBar-tab[data-id="hubgate-clusters"]')
-    await tab.click()
+    await tab.wait_for()
     panel = page.locator("#hubgate-clusters")
+    await tab.click()
     await expect(panel).to_be_visible()
     # The first listing has arrived once the empty note or a card is shown.
     await page.locator(".hubgate-ClusterPanel-empty, .hubgate-ClusterCard").first.wait_for()

@@ -115,7 +115,7 @@ async def test_clusters_page_stops_a_cluster(browser: Any, page_app: ServedApp) 
         await beta.locator("td.workers", has_text="2/5").wait_for()
 
         gets = [r for r in page_app.recorded if r["method"] == "GET"]
-        assert any(r["query"] == "all_users=1" for r in gets)
+        assert any(r["query"].startswith("all_users=1&status=") for r in gets)
         assert errors == []
     finally:
         await page.context.close()
