@@ -146,6 +146,14 @@ else
         lab_inputs | xargs -r sha256sum | sha256sum | cut -d' ' -f1 >"$LAB_STAMP"
         say "lab: built"
     fi
+    # A wheel installs the built extension and the server extension's enable file as data
+    # files; an editable install does not, so link them into the venv the same way.
+    LABEXT_DIR="$VENV/share/jupyter/labextensions/hubgate-labextension"
+    mkdir -p "$(dirname "$LABEXT_DIR")" "$VENV/etc/jupyter/jupyter_server_config.d"
+    ln -sfn "$ROOT/hubgate/labextension_static" "$LABEXT_DIR"
+    cp jupyter-config/jupyter_server_config.d/hubgate.json "$VENV/etc/jupyter/jupyter_server_config.d/"
+    "$VENV/bin/jupyter" labextension list 2>&1 | grep -q "hubgate-labextension.*enabled" \
+        || die "the lab extension is not enabled in .venv after its build; see .venv/lab.log"
 fi
 
 say "ready (venv: .venv, proxy: .venv/node/node_modules/.bin/configurable-http-proxy)"

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import pkgutil
+import re
 import shutil
 import subprocess
 import sys
@@ -44,7 +46,7 @@ _COPY_IGNORE = shutil.ignore_patterns(
 
 
 @pytest.fixture(scope="module")
-def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
+def wheel_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("wheel")
     source = work / "src"
     shutil.copytree(ROOT, source, ignore=_COPY_IGNORE, symlinks=True)
@@ -70,8 +72,56 @@ def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
     assert result.returncode == 0, f"pip wheel failed:\n{result.stdout}\n{result.stderr}"
     wheels = list(out.glob("hubgate-*.whl"))
     assert len(wheels) == 1, f"expected one hubgate wheel, got {wheels}"
-    with zipfile.ZipFile(wheels[0]) as archive:
+    return wheels[0]
+
+
+@pytest.fixture(scope="module")
+def wheel_names(wheel_path: Path) -> list[str]:
+    with zipfile.ZipFile(wheel_path) as archive:
         return archive.namelist()
+
+
+def test_pip_install_of_the_wheel_enables_the_lab_extension(
+    wheel_path: Path, tmp_path: Path
+) -> None:
+    """The prebuilt lab extension and the server extension's enable file are data files
+    of the wheel: installed under a prefix, JupyterLab lists both as enabled."""
+    prefix = tmp_path / "prefix"
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "--prefix",
+            str(prefix),
+            str(wheel_path),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    env = dict(
+        os.environ,
+        JUPYTER_PATH=str(prefix / "share" / "jupyter"),
+        JUPYTER_CONFIG_PATH=str(prefix / "etc" / "jupyter"),
+    )
+    jupyter = str(Path(sys.executable).parent / "jupyter")
+    labext = subprocess.run(
+        [jupyter, "labextension", "list"], env=env, capture_output=True, text=True, timeout=120
+    )
+    listing = labext.stdout + labext.stderr
+    assert re.search(rf"hubgate-labextension.*enabled.*{re.escape('OK')}", listing), listing
+    assert str(prefix) in listing, listing
+    server = subprocess.run(
+        [jupyter, "server", "extension", "list"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert re.search(r"hubgate\.labextension.*enabled", server.stdout + server.stderr)
 
 
 def test_wheel_holds_only_hubgate_packages(wheel_names: list[str]) -> None:
