@@ -13,14 +13,14 @@ import pytest
 
 from hubgate.hubrunner import RunningHub
 from tests.e2e.hub_api import OPS_HUB_CONFIG, HubgateAPI, checked, run_client, values
-from tests.fixtures.hub import _start
+from tests.fixtures.hub import start_hub
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def ops_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
-    running = _start(tmp_path_factory.mktemp("failures-hub"), hubgate_config_extra=OPS_HUB_CONFIG)
+    running = start_hub(tmp_path_factory.mktemp("failures-hub"), hubgate_config_extra=OPS_HUB_CONFIG)
     yield running
     running.stop()
 

@@ -23,14 +23,14 @@ from tests.e2e.hub_api import (
     values,
     wait_until,
 )
-from tests.fixtures.hub import _start
+from tests.fixtures.hub import start_hub
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def ops_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
-    running = _start(tmp_path_factory.mktemp("ops-hub"), hubgate_config_extra=OPS_HUB_CONFIG)
+    running = start_hub(tmp_path_factory.mktemp("ops-hub"), hubgate_config_extra=OPS_HUB_CONFIG)
     yield running
     running.stop()
 
