@@ -94,6 +94,8 @@ def test_pip_install_of_the_wheel_enables_the_lab_extension(
             "pip",
             "install",
             "--no-deps",
+            # never uninstall the hubgate of the running environment
+            "--ignore-installed",
             "--prefix",
             str(prefix),
             str(wheel_path),

@@ -20,7 +20,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def ops_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
-    running = start_hub(tmp_path_factory.mktemp("failures-hub"), hubgate_config_extra=OPS_HUB_CONFIG)
+    running = start_hub(
+        tmp_path_factory.mktemp("failures-hub"), hubgate_config_extra=OPS_HUB_CONFIG
+    )
     yield running
     running.stop()
 
