@@ -8,7 +8,7 @@ from importlib import resources
 from typing import Any
 
 from ..options import resolve_option_set
-from .api_v1 import ADAPT_FIELDS, SCALE_FIELDS, create_from_request, parse_statuses
+from .api_v1 import adapt_from_request, create_from_request, parse_statuses, scale_from_request
 from .errors import Invalid
 from .handlers_base import BaseHandler
 from .model import Cluster, ClusterStatus, to_rich_json
@@ -95,27 +95,13 @@ class RichClusterHandler(HubgateHandler):
 
 class RichScaleHandler(HubgateHandler):
     async def post(self, name: str) -> None:
-        manager = self.service.manager
-        cluster = manager.get_cluster(self.user, name, action="scale")
-        body = self.json_body(allowed=SCALE_FIELDS)
-        if "count" not in body:
-            raise Invalid('Scale expects a JSON body like {"count": 4}')
-        ok, msg = await manager.scale(cluster, body["count"], by=self.user.name)
+        cluster, ok, msg = await scale_from_request(self, name)
         self.write_json({"ok": ok, "msg": msg, "cluster": self.rich(cluster)})
 
 
 class RichAdaptHandler(HubgateHandler):
     async def post(self, name: str) -> None:
-        manager = self.service.manager
-        cluster = manager.get_cluster(self.user, name, action="adapt")
-        body = self.json_body(allowed=ADAPT_FIELDS)
-        ok, msg = await manager.adapt(
-            cluster,
-            body.get("minimum"),
-            body.get("maximum"),
-            body.get("active", True),
-            by=self.user.name,
-        )
+        cluster, ok, msg = await adapt_from_request(self, name)
         self.write_json({"ok": ok, "msg": msg, "cluster": self.rich(cluster)})
 
 

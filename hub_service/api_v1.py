@@ -94,29 +94,41 @@ class ClusterHandler(BaseHandler):
         self.finish()
 
 
+async def scale_from_request(handler: BaseHandler, name: str) -> tuple[Any, bool, str | None]:
+    """Both APIs' scale: ``(cluster, ok, msg)``."""
+    manager = handler.service.manager
+    cluster = manager.get_cluster(handler.user, name, action="scale")
+    body = handler.json_body(allowed=SCALE_FIELDS)
+    if "count" not in body:
+        raise Invalid('Scale expects a JSON body like {"count": 4}')
+    ok, msg = await manager.scale(cluster, body["count"], by=handler.user.name)
+    return cluster, ok, msg
+
+
+async def adapt_from_request(handler: BaseHandler, name: str) -> tuple[Any, bool, str | None]:
+    """Both APIs' adapt: ``(cluster, ok, msg)``."""
+    manager = handler.service.manager
+    cluster = manager.get_cluster(handler.user, name, action="adapt")
+    body = handler.json_body(allowed=ADAPT_FIELDS)
+    ok, msg = await manager.adapt(
+        cluster,
+        body.get("minimum"),
+        body.get("maximum"),
+        body.get("active", True),
+        by=handler.user.name,
+    )
+    return cluster, ok, msg
+
+
 class ScaleHandler(BaseHandler):
     async def post(self, name: str) -> None:
-        manager = self.service.manager
-        cluster = manager.get_cluster(self.user, name, action="scale")
-        body = self.json_body(allowed=SCALE_FIELDS)
-        if "count" not in body:
-            raise Invalid('Scale expects a JSON body like {"count": 4}')
-        ok, msg = await manager.scale(cluster, body["count"], by=self.user.name)
+        _, ok, msg = await scale_from_request(self, name)
         self.write_json({"ok": ok, "msg": msg})
 
 
 class AdaptHandler(BaseHandler):
     async def post(self, name: str) -> None:
-        manager = self.service.manager
-        cluster = manager.get_cluster(self.user, name, action="adapt")
-        body = self.json_body(allowed=ADAPT_FIELDS)
-        ok, msg = await manager.adapt(
-            cluster,
-            body.get("minimum"),
-            body.get("maximum"),
-            body.get("active", True),
-            by=self.user.name,
-        )
+        _, ok, msg = await adapt_from_request(self, name)
         self.write_json({"ok": ok, "msg": msg})
 
 
