@@ -7,14 +7,12 @@ from __future__ import annotations
 import os
 import signal
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from hubgate.hubrunner import RunningHub
 from tests.e2e.hub_api import (
-    OPS_HUB_CONFIG,
     HubgateAPI,
     checked,
     leftovers,
@@ -23,23 +21,8 @@ from tests.e2e.hub_api import (
     values,
     wait_until,
 )
-from tests.fixtures.hub import start_hub
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def ops_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
-    running = start_hub(tmp_path_factory.mktemp("ops-hub"), hubgate_config_extra=OPS_HUB_CONFIG)
-    yield running
-    running.stop()
-
-
-@pytest.fixture
-def alice(ops_hub: RunningHub) -> Iterator[HubgateAPI]:
-    api = HubgateAPI(ops_hub, "alice")
-    yield api
-    api.stop_all()
 
 
 def _stopped(record: dict) -> bool:
