@@ -394,9 +394,16 @@ class LocalBackend(Backend):
         pid = state.get("pid")
         ticks = state.get("start_ticks")
         if pid and is_running(pid, ticks):
+            exited = _exit_waiter(pid)
             _signal_group(pid, signal.SIGTERM)
             gone = lambda: not is_running(pid, ticks)  # noqa: E731
-            if not await _wait_until(gone, self.stop_grace_seconds):
+            if exited is not None:
+                # woken by the kernel the moment it exits, instead of the next poll
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(exited), self.stop_grace_seconds)
+            if not await _wait_until(
+                gone, 0 if exited is not None and exited.done() else self.stop_grace_seconds
+            ):
                 self.log.warning("pid %s did not stop after SIGTERM; killing it", pid)
                 _signal_group(pid, signal.SIGKILL)
                 if not await _wait_until(gone, _KILL_TIMEOUT):
@@ -424,6 +431,33 @@ class LocalBackend(Backend):
 
 
 # -- helpers -----------------------------------------------------------------------------
+
+
+def _exit_waiter(pid: int) -> asyncio.Future[None] | None:
+    """A future done when ``pid`` exits, from a pidfd (Linux >= 5.3; also for processes
+    that are not our children), or None where pidfds are not available."""
+    try:
+        fd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[None] = loop.create_future()
+
+    def readable() -> None:
+        loop.remove_reader(fd)
+        os.close(fd)
+        if not future.done():
+            future.set_result(None)
+
+    loop.add_reader(fd, readable)
+    future.add_done_callback(lambda _: _close_reader(loop, fd))
+    return future
+
+
+def _close_reader(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    with suppress(ValueError, OSError):
+        if loop.remove_reader(fd):
+            os.close(fd)
 
 
 async def _wait_until(condition: Any, seconds: float) -> bool:
