@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hubgate.hubrunner import free_port
+from hubgate.hubrunner import free_port, stop_process_group
 
 SERVER_SCRIPT = Path(sys.executable).with_name("dask-gateway-server")
 
@@ -153,17 +152,6 @@ class RunningDaskGateway:
         return pids
 
     def stop(self, timeout: float = 60) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            # SIGTERM: it stops its clusters (stop_clusters_on_shutdown) and the proxy.
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        # SIGTERM: it stops its clusters (stop_clusters_on_shutdown) and the proxy.
+        if self.proc is not None:
+            stop_process_group(self.proc, timeout)

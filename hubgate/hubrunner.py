@@ -188,6 +188,22 @@ c.LocalBackend.work_dir = "{s.work_dir / "clusters"}"
 """
 
 
+def stop_process_group(proc: subprocess.Popen[Any], timeout: float) -> None:
+    """SIGTERM a process started with ``start_new_session=True``, wait for it (SIGKILL
+    after ``timeout``), then SIGKILL whatever it left in its process group."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
 class RunningHub:
     """A JupyterHub process with the hubgate service, started and stopped for real."""
 
@@ -287,17 +303,5 @@ class RunningHub:
         }
 
     def stop(self, timeout: float = 30) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        # whatever the hub left in its process group (the proxy, if it exited early)
-        try:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+        if self.proc is not None:
+            stop_process_group(self.proc, timeout)

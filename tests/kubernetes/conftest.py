@@ -20,7 +20,6 @@ import contextlib
 import hmac
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from typing import Any
 import pytest
 import yaml
 
+from hubgate.hubrunner import stop_process_group
 from hubgate.spawners.kubernetes import KubernetesBackend
 from tests.fake_kube_apiserver import StandInApiServer
 
@@ -330,18 +330,9 @@ class StandInProcess:
         self.call("DELETE", f"/api/v1/namespaces/{namespace}/pods/{name}")
 
     def stop(self, timeout: float = 60) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            # SIGTERM: the stand-in ends its pods' processes before it exits.
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        # SIGTERM: the stand-in ends its pods' processes before it exits.
+        if self.proc is not None:
+            stop_process_group(self.proc, timeout)
 
 
 @pytest.fixture(scope="module")
