@@ -5,8 +5,6 @@ single-user server."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -14,24 +12,11 @@ import pytest
 
 from hubgate.hubrunner import RunningHub
 from tests.e2e.snippets import USER_SNIPPET
-from tests.fixtures.hub import gateway_env
+from tests.fixtures.hub import gateway_env, run_python
 
 pytestmark = pytest.mark.slow
 
 CLIENTS = ["dask_gateway", "hubgate"]
-
-
-def run_python(code: str, env: dict[str, str], cwd: Path, timeout: float = 300) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    return proc.stdout
 
 
 @pytest.mark.parametrize("client", CLIENTS)

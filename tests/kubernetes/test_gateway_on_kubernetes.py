@@ -5,7 +5,6 @@ Kubernetes runs on these machines, so every test name says "stand_in_apiserver")
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import time
 import urllib.error
@@ -20,7 +19,7 @@ from hubgate.hubrunner import RunningHub
 from hubgate.spawners.kube_objects import LABEL_CLUSTER, LABEL_ROLE, LABEL_USER, escape_label_value
 from tests.e2e.service_api import ServiceApi
 from tests.e2e.snippets import USER_SNIPPET
-from tests.fixtures.hub import gateway_env, start_hub
+from tests.fixtures.hub import gateway_env, run_python, start_hub
 
 pytestmark = pytest.mark.slow
 
@@ -76,19 +75,6 @@ def pods_of_cluster(stand_in: Any, cluster: str, role: str | None = None) -> lis
     return stand_in.pods(NAMESPACE, selector)
 
 
-def run_python(code: str, env: dict[str, str], cwd: Path, timeout: float = 600) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    return proc.stdout
-
-
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("client", ["dask_gateway", "hubgate"])
 def test_user_snippet_on_kubernetes_against_stand_in_apiserver(
@@ -96,7 +82,9 @@ def test_user_snippet_on_kubernetes_against_stand_in_apiserver(
 ) -> None:
     user = "alice"
     since = stand_in_process.watch_start(NAMESPACE)
-    out = run_python(USER_SNIPPET.format(client=client), gateway_env(kube_hub, user), tmp_path)
+    out = run_python(
+        USER_SNIPPET.format(client=client), gateway_env(kube_hub, user), tmp_path, timeout=600
+    )
     assert "SNIPPET OK" in out, out
     link = next(line.split()[1] for line in out.splitlines() if line.startswith("DASHBOARD"))
     assert link.startswith(kube_hub.settings.gateway_address + "/clusters/"), link

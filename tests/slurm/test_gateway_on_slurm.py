@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import time
@@ -22,7 +21,7 @@ import pytest
 from slurm_cluster import SlurmCluster
 
 from hubgate.hubrunner import RunningHub
-from tests.fixtures.hub import gateway_env, start_hub
+from tests.fixtures.hub import gateway_env, run_python, start_hub
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -137,16 +136,7 @@ def running_jobs(slurm: SlurmCluster, cluster: str, count: int) -> dict[str, tup
 
 def run_client(hub: RunningHub, code: str, cwd: Path, timeout: float = 600) -> str:
     """User code in a fresh Python process with alice's token, as on a login node."""
-    proc = subprocess.run(
-        [sys.executable, "-c", textwrap.dedent(code)],
-        env=gateway_env(hub, "alice"),
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-    assert proc.returncode == 0, f"stdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    return proc.stdout
+    return run_python(code, gateway_env(hub, "alice"), cwd, timeout)
 
 
 def value(out: str, key: str) -> str:
