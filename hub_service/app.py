@@ -215,6 +215,29 @@ class HubgateService(Application):
         help="""Limits for named users, overriding their groups': {"alice": {...}}.""",
     )
 
+    max_workers_per_cluster = Integer(
+        1000,
+        config=True,
+        help="""The most workers any one cluster may have, whatever the limits above say
+        (and when none are configured). Within it, requests above a cluster's or user's
+        limit are clamped with a warning, as dask-gateway does; a request above it
+        (scale(10**8)) is refused with a 422.""",
+    )
+
+    max_clusters_per_user = Integer(
+        100,
+        config=True,
+        help="""The most clusters one user may run at once, whatever the limits above
+        say (and when none are configured); a lower max_clusters in user_limits,
+        group_limits or per_user_limits wins.""",
+    )
+
+    @validate("max_workers_per_cluster", "max_clusters_per_user")
+    def _at_least_one(self, proposal: Any) -> int:
+        if proposal["value"] < 1:
+            raise ValueError(f"{proposal['trait'].name} must be at least 1")
+        return proposal["value"]
+
     admin_groups = List(
         Unicode(),
         config=True,
@@ -378,6 +401,8 @@ class HubgateService(Application):
                 poll_interval=self.poll_interval,
                 stopped_cluster_retention=self.stopped_cluster_retention,
                 limits_for=self.limits_for,
+                max_workers_per_cluster=self.max_workers_per_cluster,
+                max_clusters_per_user=self.max_clusters_per_user,
             ),
         )
         await self.manager.start()

@@ -6,7 +6,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from .cluster_config import GIB, ClusterConfig, parse_memory
-from .model import Cluster, User
+from .model import Cluster, User, WorkerStatus
+
+# Workers whose process still holds its cores and memory (a retiring worker does until
+# it exits).
+_HOLDING = (WorkerStatus.STARTING, WorkerStatus.RUNNING, WorkerStatus.STOPPING)
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,14 @@ class UserLimits:
             max_cores=data.get("max_cores"),
             max_memory=None if mem is None else parse_memory(mem, "max_memory"),
         )
+
+    def capped(self, max_clusters: int) -> UserLimits:
+        """These limits under the service's hard maximum of clusters per user, which
+        holds even when no limit is configured."""
+        clusters = (
+            max_clusters if self.max_clusters is None else min(self.max_clusters, max_clusters)
+        )
+        return UserLimits(clusters, self.max_cores, self.max_memory)
 
     def most_generous(self, other: UserLimits) -> UserLimits:
         """Combine the limits of two groups a user belongs to: the larger one wins."""
@@ -77,12 +89,13 @@ class Usage:
 
 
 def usage_of(clusters: list[Cluster]) -> Usage:
-    """Resources held by these clusters: their schedulers and live workers."""
+    """Resources held by these clusters: their schedulers and the workers whose
+    processes exist (starting, running or retiring)."""
     active = [c for c in clusters if c.status.active]
     cores = 0.0
     memory = 0
     for c in active:
-        n = len(c.live_workers())
+        n = sum(1 for w in c.workers.values() if w.status in _HOLDING)
         cores += c.config.scheduler_cores + n * c.config.worker_cores
         memory += c.config.scheduler_memory + n * c.config.worker_memory
     return Usage(len(active), cores, memory)

@@ -60,6 +60,9 @@ class ManagerSettings:
     worker_start_failure_limit: int = 3
     poll_interval: float = 1.0
     adaptive_max_workers: int = 100
+    # hard ceilings that hold even when no limits are configured
+    max_workers_per_cluster: int = 1000
+    max_clusters_per_user: int = 100
     # seconds a lower adaptive target must hold before workers are retired
     adaptive_scale_down_delay: float = 5.0
     stopped_cluster_retention: float = 24 * 3600.0
@@ -96,6 +99,8 @@ class ClusterManager:
         # adaptive scaling: the scheduler's latest target, and since when it is lower
         self._adaptive_target: dict[str, int] = {}
         self._adaptive_low_since: dict[str, float | None] = {}
+        # the worker count the reconciler last held a cluster at, below its request
+        self._held_at: dict[str, int] = {}
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -206,9 +211,12 @@ class ClusterManager:
         self._spawn(self._start_scheduler(cluster))
         return cluster
 
+    def _limits(self, user: User) -> UserLimits:
+        return self.settings.limits_for(user).capped(self.settings.max_clusters_per_user)
+
     def _check_user_limits(self, user: User, config: ClusterConfig) -> None:
         mine = [c for c in self.clusters.values() if c.username == user.name]
-        problem = check_new_cluster(self.settings.limits_for(user), usage_of(mine), config)
+        problem = check_new_cluster(self._limits(user), usage_of(mine), config)
         if problem:
             raise LimitExceeded(problem)
 
@@ -278,16 +286,39 @@ class ClusterManager:
 
     # --- scale / adapt ------------------------------------------------------------------
 
-    def _worker_ceiling(self, cluster: Cluster) -> Ceiling | None:
-        """The most workers the cluster may have: its own limits and its owner's."""
+    def _configured_ceiling(self, cluster: Cluster) -> Ceiling | None:
+        """The most live workers the cluster may have now under the configured limits:
+        its own, and its owner's across all their clusters (what the other clusters,
+        this one's scheduler and its retiring workers hold counts against them)."""
         others = [
             c for c in self.clusters.values() if c.username == cluster.username and c is not cluster
         ]
-        held = usage_of(others + [_scheduler_only(cluster)])
-        owner_limits = self.settings.limits_for(self._owner(cluster))
+        held = usage_of(others + [_without_live_workers(cluster)])
+        owner_limits = self._limits(self._owner(cluster))
         return tightest(
             cluster_ceiling(cluster.config), user_ceiling(owner_limits, held, cluster.config)
         )
+
+    def _worker_ceiling(self, cluster: Cluster) -> Ceiling:
+        """The configured ceiling, under the service's hard maximum per cluster."""
+        hard = self.settings.max_workers_per_cluster
+        return tightest(  # type: ignore[return-value]
+            self._configured_ceiling(cluster),
+            Ceiling(
+                hard,
+                f"this service's maximum of {hard} workers per cluster (max_workers_per_cluster)",
+            ),
+        )
+
+    def _check_hard_maximum(self, what: str, count: int) -> None:
+        """Counts no cluster may ever reach are refused, not clamped: a request for a
+        hundred million workers is a mistake (or an attack), not a wish to clamp."""
+        hard = self.settings.max_workers_per_cluster
+        if count > hard:
+            raise Invalid(
+                f"{what} of {count} workers is more than this service allows for one "
+                f"cluster ({hard}, its max_workers_per_cluster); ask for at most {hard}"
+            )
 
     def _owner(self, cluster: Cluster) -> User:
         return self._user_cache.get(cluster.username, User(cluster.username))
@@ -302,10 +333,11 @@ class ClusterManager:
     async def scale(self, cluster: Cluster, count: Any, by: str) -> tuple[bool, str | None]:
         if isinstance(count, bool) or not isinstance(count, int) or count < 0:
             raise Invalid(f"Scale expects a non-negative integer, got {count!r}")
+        self._check_hard_maximum("A scale request", count)
         self._check_scalable(cluster)
         ok, msg = True, None
         ceiling = self._worker_ceiling(cluster)
-        if ceiling is not None and count > ceiling.workers:
+        if count > ceiling.workers:
             ok = False
             # dask-gateway's wording first (its users know it), then which limit.
             msg = (
@@ -332,6 +364,9 @@ class ClusterManager:
                 raise Invalid(f"Adapt expects {label} to be a non-negative integer, got {value!r}")
         if not isinstance(active, bool):
             raise Invalid(f"Adapt expects active to be true or false, got {active!r}")
+        for label, value in (("An adapt minimum", minimum), ("An adapt maximum", maximum)):
+            if value is not None:
+                self._check_hard_maximum(label, value)
         self._check_scalable(cluster)
         cluster.last_request = time.time()
         self._adaptive_low_since.pop(cluster.name, None)
@@ -343,11 +378,14 @@ class ClusterManager:
         minimum = minimum or 0
         ceiling = self._worker_ceiling(cluster)
         if maximum is None:
-            maximum = ceiling.workers if ceiling is not None else self.settings.adaptive_max_workers
+            configured = self._configured_ceiling(cluster)
+            maximum = (
+                configured.workers if configured is not None else self.settings.adaptive_max_workers
+            )
         if minimum > maximum:
             raise Invalid(f"Adapt minimum ({minimum}) must not exceed maximum ({maximum})")
         ok, msg = True, None
-        if ceiling is not None and maximum > ceiling.workers:
+        if maximum > ceiling.workers:
             new_max, new_min = ceiling.workers, min(minimum, ceiling.workers)
             ok = False
             msg = (
@@ -390,6 +428,7 @@ class ClusterManager:
 
     async def _finish_stop(self, cluster: Cluster, failed: bool = False) -> None:
         self.routes.remove_route(cluster.name)
+        self._held_at.pop(cluster.name, None)
         conn = self.agents.pop(cluster.name, None)
         if conn is not None:
             conn.close()
@@ -527,6 +566,10 @@ class ClusterManager:
             self.settings.adaptive_scale_down_delay,
         )
         self._adaptive_low_since[cluster.name] = low_since
+        if wanted is not None:
+            # The scheduler's wish is bounded by what the owner's limits leave now
+            # (other clusters of theirs may have grown since adapt() was called).
+            wanted = min(wanted, self._worker_ceiling(cluster).workers)
         if wanted is not None and wanted != cluster.requested_workers:
             cluster.requested_workers = wanted
             cluster.add_event(f"adaptive scaling to {wanted} worker(s)")
@@ -549,11 +592,12 @@ class ClusterManager:
             if cluster.status is not ClusterStatus.RUNNING or not cluster.scheduler_address:
                 return
             live = [w for w in cluster.live_workers() if not w.retiring]
-            want = cluster.requested_workers
+            want = self._allowed_workers(cluster)
             if len(live) < want:
-                await asyncio.gather(
-                    *(self._start_worker(cluster) for _ in range(want - len(live)))
-                )
+                # Records first, with no await in between: the owner's other clusters
+                # reconciling meanwhile must count these workers against the limits.
+                new = [self._new_worker(cluster) for _ in range(want - len(live))]
+                await asyncio.gather(*(self._launch_worker(cluster, w) for w in new))
             elif len(live) > want:
                 # Cheapest first: workers that have not joined yet, then the newest.
                 victims = sorted(
@@ -561,10 +605,30 @@ class ClusterManager:
                 )[: len(live) - want]
                 await self._remove_workers(cluster, victims)
 
-    async def _start_worker(self, cluster: Cluster) -> None:
+    def _allowed_workers(self, cluster: Cluster) -> int:
+        """The request, held under the limits as they stand now: here is where worker
+        counts are applied, whether they came from scale(), adapt() or the scheduler."""
+        ceiling = self._worker_ceiling(cluster)
+        want = min(cluster.requested_workers, ceiling.workers)
+        if want < cluster.requested_workers:
+            if self._held_at.get(cluster.name) != want:
+                self._held_at[cluster.name] = want
+                cluster.add_event(
+                    f"holding at {want} of {cluster.requested_workers} requested worker(s): "
+                    f"the limit is {ceiling.why}"
+                )
+                self._persist(cluster)
+        else:
+            self._held_at.pop(cluster.name, None)
+        return want
+
+    def _new_worker(self, cluster: Cluster) -> Worker:
         cluster.worker_counter += 1
         worker = Worker(name=f"{cluster.name[:8]}-{cluster.worker_counter}")
         cluster.workers[worker.name] = worker
+        return worker
+
+    async def _launch_worker(self, cluster: Cluster, worker: Worker) -> None:
         env = self._base_env(cluster)
         env.update(
             HUBGATE_SCHEDULER_ADDRESS=cluster.scheduler_address,
@@ -770,6 +834,11 @@ class ClusterManager:
                 self._spawn(self.stop_cluster(cluster, reason))
                 continue
             self._adapt_step(cluster, now)
+            if len([w for w in cluster.live_workers() if not w.retiring]) < (
+                cluster.requested_workers
+            ):
+                # Held under the owner's limits: room may have been freed elsewhere.
+                self._kick(cluster)
 
     async def logs(self, cluster: Cluster, lines: int) -> dict[str, Any]:
         scheduler = None
@@ -786,8 +855,9 @@ def _host_port(address: str) -> str:
     return address.split("://", 1)[-1]
 
 
-def _scheduler_only(cluster: Cluster) -> Cluster:
-    """A view of the cluster as if it had no workers (for limit arithmetic)."""
+def _without_live_workers(cluster: Cluster) -> Cluster:
+    """A view of the cluster with its scheduler and retiring workers but none of its
+    live ones (for limit arithmetic: how many live workers fit beside what it holds)."""
     view = Cluster(
         name=cluster.name,
         username=cluster.username,
@@ -797,6 +867,7 @@ def _scheduler_only(cluster: Cluster) -> Cluster:
         credentials=cluster.credentials,
         status=cluster.status,
     )
+    view.workers = {n: w for n, w in cluster.workers.items() if w.status is WorkerStatus.STOPPING}
     return view
 
 
