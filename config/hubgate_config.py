@@ -59,5 +59,8 @@ c.HubgateService.group_limits = {
     "staff": {"max_clusters": 5, "max_cores": 64, "max_memory": "256G"}
 }
 
-# --- admins (besides the hub's admins) ----------------------------------------------------
-c.HubgateService.admin_groups = ["hpc-support"]
+# --- admins ---------------------------------------------------------------------------------
+# Admin powers come only from a scope on the caller's token, which the hub grants with a
+# role (see jupyterhub_config.py: the "hubgate-admin" role, e.g. for the hpc-support
+# group). This is its name (the default):
+c.HubgateService.admin_scope = "custom:hubgate:admin"

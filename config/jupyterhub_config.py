@@ -19,6 +19,18 @@ SERVICE_PORT = 8789
 SCHEDULER_PROXY = "hub.example.org:8786"
 
 SCOPE = f"access:services!service={SERVICE_NAME}"
+# hubgate's admins hold this scope (HubgateService.admin_scope): they list, scale and stop
+# everyone's clusters and open their dashboards, but never get another user's credentials
+ADMIN_SCOPE = "custom:hubgate:admin"
+ADMIN_USERS = ["ada"]  # e.g. the hub's admin_users
+ADMIN_GROUPS = ["hpc-support"]
+
+c.JupyterHub.custom_scopes = {
+    ADMIN_SCOPE: {
+        "description": "Administer everyone's Dask clusters: list, scale and stop them and "
+        "open their dashboards (never their credentials).",
+    },
+}
 
 c.JupyterHub.services = [
     {
@@ -35,6 +47,8 @@ c.JupyterHub.services = [
         ],
         # browsers opening dashboards and the clusters page log in without a consent page
         "oauth_no_confirm": True,
+        # ...and an admin's login there carries the admin scope (others' never does)
+        "oauth_client_allowed_scopes": [ADMIN_SCOPE],
         "display": True,
     }
 ]
@@ -43,11 +57,20 @@ c.JupyterHub.load_roles = [
     # every user may use the service (add it to JupyterHub's default 'user' role);
     # to restrict it, give the scope to a group instead
     {"name": "user", "scopes": ["self", SCOPE]},
-    # the service looks up users' admin flag and groups (for admins and group limits)
+    # the service looks up users' groups (for group limits)
     {"name": "hubgate", "scopes": ["read:users", "read:groups"], "services": [SERVICE_NAME]},
+    # hubgate's admins: a hub admin is not one unless listed here (or in a group here)
+    {
+        "name": "hubgate-admin",
+        "scopes": [ADMIN_SCOPE],
+        "users": ADMIN_USERS,
+        "groups": ADMIN_GROUPS,
+    },
 ]
 
-# the token inside each single-user server may call the service (notebooks, lab extension)
+# the token inside each single-user server may call the service (notebooks, lab
+# extension), never as an admin: code in the server, and whoever shares it, holds it.
+# Admins use a token from /hub/token (which inherits the admin scope) or the clusters page.
 c.Spawner.server_token_scopes = ["users:activity!user", SCOPE]
 
 # what DaskHub and 2i2c set: Gateway() needs no arguments in a notebook

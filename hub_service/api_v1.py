@@ -8,7 +8,7 @@ from typing import Any
 from .._version import __version__
 from ..options import OptionsError, resolve_option_set
 from .cluster_config import ClusterConfig, ConfigError
-from .errors import Invalid
+from .errors import Forbidden, Invalid
 from .handlers_base import BaseHandler
 from .model import ClusterStatus, to_v1_json
 
@@ -64,7 +64,7 @@ class ClustersHandler(BaseHandler):
     def get(self) -> None:
         statuses = parse_statuses(self.get_argument("status", None))
         clusters = self.service.manager.visible_clusters(self.user, statuses)
-        self.write_json({c.name: to_v1_json(c) for c in clusters})
+        self.write_json({c.name: to_v1_json(c, credentials=self.owns(c)) for c in clusters})
 
     async def post(self) -> None:
         body = self.json_body(allowed=("cluster_options",))
@@ -77,12 +77,20 @@ class ClusterHandler(BaseHandler):
         manager = self.service.manager
         cluster = manager.get_cluster(self.user, name)
         if self.get_argument("wait", None) is not None:
+            if not self.owns(cluster):
+                # dask-gateway's client connects with GET ?wait and would crash on a
+                # report without credentials: refuse with a reason that it shows.
+                raise Forbidden(
+                    f"Cluster {name} belongs to {cluster.username}: as an admin you may "
+                    "view, scale and stop it and open its dashboard, but not connect to "
+                    "it (only its owner gets its credentials)"
+                )
             # answer as soon as it leaves PENDING (or after 20 s, as dask-gateway does)
             loop = asyncio.get_running_loop()
             deadline = loop.time() + LONG_POLL_SECONDS
             while cluster.status is ClusterStatus.PENDING and loop.time() < deadline:
                 await manager.wait_for_change(cluster, deadline - loop.time())
-        self.write_json(to_v1_json(cluster))
+        self.write_json(to_v1_json(cluster, credentials=self.owns(cluster)))
 
     async def delete(self, name: str) -> None:
         manager = self.service.manager

@@ -22,7 +22,7 @@ from tornado.httpserver import HTTPServer
 from tornado.web import Application as TornadoApplication
 from tornado.web import HTTPError
 from traitlets import Any as AnyTrait
-from traitlets import Bool, Dict, Float, Integer, List, Unicode, default, validate
+from traitlets import Bool, Dict, Float, Integer, List, Unicode, default, observe, validate
 from traitlets.config import Application, catch_config_error
 
 from .._version import __version__
@@ -30,7 +30,7 @@ from ..options import OptionSet
 from ..spawners.base import Backend
 from . import api_hubgate, api_v1
 from .agent_socket import AgentSocket
-from .auth import Authenticator, HubgateHubAuth, Unauthorized
+from .auth import ADMIN_SCOPE, Authenticator, HubgateHubAuth, Unauthorized
 from .dashboard_proxy import (
     AUTHORIZE_SETTING,
     TARGET_SETTING,
@@ -128,6 +128,16 @@ class HubgateService(Application):
         url = urlparse(self.service_url)
         scheme = "wss" if url.scheme == "https" else "ws"
         return f"{scheme}://{url.netloc}{self.service_prefix}api/agent/ws"
+
+    agent_ca_file = Unicode(
+        "",
+        config=True,
+        help="""A PEM file of the CA certificate(s) that schedulers trust when agent_url is
+        wss:// and its certificate is not signed by a CA in the scheduler's system
+        store (an internal CA). The service reads it at start and sends it to each
+        scheduler beside its TLS credentials. Schedulers always verify a wss:// agent
+        URL's certificate and host name.""",
+    )
 
     data_dir = Unicode(
         config=True,
@@ -238,12 +248,45 @@ class HubgateService(Application):
             raise ValueError(f"{proposal['trait'].name} must be at least 1")
         return proposal["value"]
 
+    admin_scope = Unicode(
+        ADMIN_SCOPE,
+        config=True,
+        help="""The token scope that makes a caller an admin of this service: admins list,
+        scale and stop everyone's clusters and open their dashboards (never their
+        credentials). The only source of admin powers: the hub grants it through roles,
+        e.g. in jupyterhub_config.py
+
+            c.JupyterHub.custom_scopes = {"custom:hubgate:admin": {"description": "..."}}
+            c.JupyterHub.load_roles.append({"name": "hubgate-admin",
+                "scopes": ["custom:hubgate:admin"], "users": ["ada"], "groups": ["hpc-support"]})
+
+        and, for the clusters page, in the service's "oauth_client_allowed_scopes".
+        A token without the scope (a narrow token of a hub admin, a server's token) is
+        not an admin token.""",
+    )
+
     admin_groups = List(
         Unicode(),
         config=True,
-        help="""Hub groups whose members are admins of this service (besides the hub's
-        admins): they may list, scale and stop everyone's clusters.""",
+        help="""Deprecated and ignored: admin powers come only from the admin_scope on
+        the caller's token. Grant that scope to these groups with a role in the hub's
+        configuration instead (see admin_scope).""",
     )
+
+    @observe("admin_groups")
+    def _admin_groups_deprecated(self, change: Any) -> None:
+        if change["new"]:
+            self.log.warning(
+                "HubgateService.admin_groups = %r is ignored: admin powers come only from "
+                "the scope %s on the caller's token. Grant it in jupyterhub_config.py: "
+                "c.JupyterHub.load_roles.append({'name': 'hubgate-admin', 'scopes': [%r], "
+                "'groups': %r}) (with c.JupyterHub.custom_scopes defining %s)",
+                change["new"],
+                self.admin_scope,
+                self.admin_scope,
+                list(change["new"]),
+                self.admin_scope,
+            )
 
     require_access_scope = Bool(
         True,
@@ -376,15 +419,19 @@ class HubgateService(Application):
             service_name=self.service_name,
             service_prefix=self.service_prefix,
             require_scope=self.require_access_scope,
-            admin_groups=set(self.admin_groups),
+            admin_scope=self.admin_scope,
             session_max_age=self.session_max_age,
             hub_login_hint=self.hub_token_url,
+            secure_cookies=os.environ.get("JUPYTERHUB_PUBLIC_URL", "").startswith("https:"),
         )
 
         host, port = parse_target(self.scheduler_proxy_address)
         self.scheduler_proxy = SchedulerProxy(host, port)
         await self.scheduler_proxy.start()
 
+        agent_ca = b""
+        if self.agent_ca_file:
+            agent_ca = await loop.run_in_executor(None, Path(self.agent_ca_file).read_bytes)
         self.backend = self.backend_class(parent=self, log=self.log)
         await self.backend.setup()
         self.manager = ClusterManager(
@@ -394,6 +441,7 @@ class HubgateService(Application):
             settings=ManagerSettings(
                 service_prefix=self.service_prefix,
                 agent_url=self.agent_url,
+                agent_ca=agent_ca,
                 python=self.python,
                 cluster_start_timeout=self.cluster_start_timeout,
                 worker_start_timeout=self.worker_start_timeout,

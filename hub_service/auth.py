@@ -3,9 +3,16 @@
 Programs send their hub token (``Authorization: token|Bearer|jupyterhub <token>``; the
 official dask-gateway client uses the last form); browsers carry the cookie of the hub's
 OAuth flow. Both are checked by ``jupyterhub.services.auth.HubOAuth`` (with its cache),
-and the token must hold the service's access scope. After a token-authenticated request
-the service sets a short-lived cookie of its own, so clients such as dask-gateway's skip
-the 401 round trip on their next requests.
+and the token must hold the service's access scope. Admin powers come from one more
+scope on the token (``HubgateService.admin_scope``, a custom JupyterHub scope that the
+hub's roles grant), never from the user's hub record: a narrow token of an admin is not
+an admin token.
+
+After a token-authenticated request the service sets a short-lived cookie of its own,
+so clients such as dask-gateway's skip the 401 round trip on their next reads. That
+cookie never authorises a state-changing request: those need the token again (clients
+re-send it on the 401) or, from a browser page, the hub's login cookie with its XSRF
+token.
 """
 
 from __future__ import annotations
@@ -17,7 +24,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from jupyterhub.services.auth import HubOAuth
+from jupyterhub.services.auth import HubOAuth, check_scopes
 from jupyterhub.utils import url_path_join
 from tornado.httpclient import HTTPClientError
 from tornado.web import HTTPError, RequestHandler
@@ -26,6 +33,9 @@ from .errors import Forbidden, ServiceError
 from .model import User
 
 SESSION_COOKIE = "hubgate-session"
+# The default admin scope; JupyterHub's custom scopes must start with "custom:".
+ADMIN_SCOPE = "custom:hubgate:admin"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _AUTH_HEADER = re.compile(r"^\s*(token|bearer|jupyterhub)\s+(\S+)\s*$", re.IGNORECASE)
 
 
@@ -56,17 +66,20 @@ class Authenticator:
         service_name: str,
         service_prefix: str,
         require_scope: bool,
-        admin_groups: set[str],
+        admin_scope: str,
         session_max_age: float,
         hub_login_hint: str,
+        secure_cookies: bool = False,
     ):
         self.hub_auth = hub_auth
         self.service_name = service_name
         self.service_prefix = service_prefix
         self.require_scope = require_scope
-        self.admin_groups = admin_groups
+        self.admin_scope = admin_scope
         self.session_max_age = session_max_age
         self.hub_login_hint = hub_login_hint
+        # The hub's public URL is https: every cookie is Secure, whatever the hops say.
+        self.secure_cookies = secure_cookies
         self._sessions: dict[str, _Session] = {}
         self._user_info: dict[str, tuple[float, dict[str, Any]]] = {}
 
@@ -76,7 +89,8 @@ class Authenticator:
 
     async def authenticate(self, handler: RequestHandler) -> User:
         header = handler.request.headers.get("Authorization")
-        if header is None:
+        changes_state = handler.request.method not in SAFE_METHODS
+        if header is None and not changes_state:
             user = self._from_session(handler)
             if user is not None:
                 return user
@@ -93,12 +107,18 @@ class Authenticator:
                 502,
             ) from exc
         if not model:
-            if header is None and self._cookie_without_xsrf(handler):
-                raise Forbidden(
-                    "Your JupyterHub login cookie was not accepted because the request has "
-                    "no X-XSRFToken header: scripts in the browser must send the page's XSRF "
-                    "token with every API request (GET too)"
-                )
+            if header is None:
+                refusal = self._xsrf_refusal(handler)
+                if refusal is not None:
+                    raise Forbidden(refusal)
+                if changes_state and handler.get_cookie(SESSION_COOKIE):
+                    # 401, not 403: dask-gateway's client re-sends its token on a 401.
+                    raise Unauthorized(
+                        f"The {SESSION_COOKIE} cookie does not authorise "
+                        f"{handler.request.method} requests: send your JupyterHub API token "
+                        "as 'Authorization: token <token>' with every request that changes "
+                        f"something (create one at {self.hub_login_hint})"
+                    )
             if header is not None:
                 raise Unauthorized(
                     "Your JupyterHub API token is invalid or expired; create a new one at "
@@ -121,36 +141,50 @@ class Authenticator:
             self._start_session(handler, user)
         return user
 
-    def _cookie_without_xsrf(self, handler: RequestHandler) -> bool:
-        """A hub login cookie that HubOAuth ignored for want of an XSRF token (it
-        requires one on every fetch()/XHR request, reads included)."""
+    def _xsrf_refusal(self, handler: RequestHandler) -> str | None:
+        """Why HubOAuth ignored the hub's login cookie for want of a valid XSRF token
+        (it requires one on every fetch()/XHR request, reads included, and on every
+        request that changes state), or None when that is not the reason."""
         if not handler.get_cookie(self.hub_auth.cookie_name):
-            return False
+            return None
+        try:
+            # HubOAuthenticated handlers check with the hub's XSRF scheme
+            handler.check_xsrf_cookie()
+        except HTTPError:
+            pass
+        else:
+            return None
         headers = handler.request.headers
-        mode = headers.get("Sec-Fetch-Mode", "unspecified")
-        if handler.request.method in ("GET", "HEAD", "OPTIONS") and mode in (
-            "navigate",
-            "unspecified",
-        ):
-            return False  # HubOAuth needs no token here: the cookie itself was refused
-        return not (
+        sent = (
             handler.get_argument("_xsrf", None)
             or headers.get("X-XSRFToken")
             or headers.get("X-CSRFToken")
+        )
+        if sent:
+            return (
+                "The XSRF token of this request does not match your JupyterHub login: "
+                "reload the page to get a fresh one and send it in the X-XSRFToken header, "
+                "or send 'Authorization: token <your JupyterHub API token>' instead"
+            )
+        return (
+            "Your JupyterHub login cookie was not accepted because the request has no "
+            "X-XSRFToken header: scripts in the browser must send the page's XSRF token "
+            "with every API request (GET too) and with every request that changes "
+            "something; programs send 'Authorization: token <your JupyterHub API token>'"
         )
 
     async def _user_from_model(self, model: dict[str, Any]) -> User:
         name = model["name"]
         if model.get("kind", "user") != "user":
             name = f"{model.get('kind')}:{name}"
-        admin = bool(model.get("admin"))
+        # Admin powers are the token's, not the account's: only the admin scope counts.
+        admin = bool(check_scopes({self.admin_scope}, set(model.get("scopes") or ())))
         groups = tuple(model.get("groups") or ())
-        # A narrow token may not show admin/groups: ask the hub with the service's token.
-        if model.get("kind", "user") == "user" and ("groups" not in model or "admin" not in model):
+        # A narrow token may not show groups (limits need them): ask the hub with the
+        # service's token.
+        if model.get("kind", "user") == "user" and "groups" not in model:
             info = await self._lookup_user(model["name"])
-            admin = admin or bool(info.get("admin"))
             groups = tuple(info.get("groups") or groups)
-        admin = admin or bool(self.admin_groups.intersection(groups))
         return User(name=name, admin=admin, groups=groups)
 
     async def _lookup_user(self, name: str) -> dict[str, Any]:
@@ -186,7 +220,20 @@ class Authenticator:
             max_age=int(self.session_max_age),
             httponly=True,
             samesite="Strict",
+            secure=self.came_over_https(handler),
         )
+
+    def came_over_https(self, handler: RequestHandler) -> bool:
+        """Whether the browser or client used https to reach the hub."""
+        request = handler.request
+        if self.secure_cookies or request.protocol == "https":
+            return True
+        # request.protocol (xheaders) reads only the last hop, and the hub's proxy
+        # appends its own "http" behind a TLS terminator: any https hop counts. A
+        # client that lies only makes its own cookie Secure.
+        hops = ",".join(request.headers.get_list("X-Forwarded-Proto"))
+        hops += "," + ",".join(request.headers.get_list("X-Scheme"))
+        return "https" in {hop.strip().lower() for hop in hops.split(",")}
 
     def _purge_sessions(self) -> None:
         now = time.monotonic()

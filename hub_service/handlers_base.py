@@ -10,12 +10,22 @@ from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
 from tornado.web import HTTPError, RequestHandler
 
 from .errors import Invalid, ServiceError
-from .model import User
+from .model import Cluster, User
 
 if TYPE_CHECKING:
     from .app import HubgateService
 
 log = logging.getLogger("hubgate.api")
+
+
+def reason_phrase(status: int, message: str) -> str | None:
+    """The HTTP reason phrase for an error: the message itself for 401 and 403, which
+    dask-gateway's client raises as ``ClientResponseError`` showing only the reason
+    phrase (printable ASCII, as HTTP allows)."""
+    if status not in (401, 403):
+        return None
+    text = "".join(c if " " <= c <= "~" else "?" for c in message)
+    return text[:400]
 
 
 class BaseHandler(HubOAuthenticated, RequestHandler):
@@ -57,8 +67,12 @@ class BaseHandler(HubOAuthenticated, RequestHandler):
         self._hub_auth_user_cache = {"name": self.user.name}
         self.service.manager.remember_user(self.user)
 
+    def owns(self, cluster: Cluster) -> bool:
+        """Whether the caller is the cluster's owner (an admin is not)."""
+        return cluster.username == self.user.name
+
     def send_error_json(self, status: int, message: str) -> None:
-        self.set_status(status)
+        self.set_status(status, reason=reason_phrase(status, message))
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"error": message}))
 
@@ -103,7 +117,7 @@ class BaseHandler(HubOAuthenticated, RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, ServiceError):
-            self.set_status(exc.status_code)
+            self.set_status(exc.status_code, reason=reason_phrase(exc.status_code, exc.message))
             message = exc.message
         elif isinstance(exc, HTTPError) and exc.log_message:
             message = exc.log_message % exc.args if exc.args else exc.log_message

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ..cluster_process import AGENT_CA_FILE
 from ..spawners.base import Backend, BackendError, Phase, ProcessSpec, ProcessStatus
 from .cluster_config import ClusterConfig
 from .culling import adaptive_workers, idle_stop_reason, lease_stop_reason
@@ -55,6 +56,8 @@ class ManagerSettings:
     service_prefix: str  # "/services/dask-gateway/"
     agent_url: str  # ws://.../api/agent/ws
     python: str = sys.executable
+    # PEM CA bundle that schedulers trust for a wss:// agent_url (empty: the system's)
+    agent_ca: bytes = b""
     cluster_start_timeout: float = 60.0
     worker_start_timeout: float = 60.0
     worker_start_failure_limit: int = 3
@@ -244,6 +247,8 @@ class ClusterManager:
         )
         files = cluster.credentials.credentials_files("scheduler")
         files["token"] = cluster.token.encode()
+        if self.settings.agent_ca:
+            files[AGENT_CA_FILE] = self.settings.agent_ca
         spec = ProcessSpec(
             cluster_name=cluster.name,
             role="scheduler",

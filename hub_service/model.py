@@ -148,9 +148,12 @@ def _iso(t: float | None) -> str | None:
     return datetime.datetime.fromtimestamp(t, datetime.UTC).isoformat()
 
 
-def to_v1_json(cluster: Cluster) -> dict[str, Any]:
-    """The cluster exactly as dask-gateway's client expects it: these 8 keys, no more."""
-    running = cluster.status is ClusterStatus.RUNNING
+def to_v1_json(cluster: Cluster, *, credentials: bool = True) -> dict[str, Any]:
+    """The cluster exactly as dask-gateway's client expects it: these 8 keys, no more.
+
+    ``credentials=False`` (anyone but the owner, admins included) leaves out the client
+    certificate and key: they are the power to run code as the owner."""
+    running = cluster.status is ClusterStatus.RUNNING and credentials
     return {
         "name": cluster.name,
         "dashboard_route": cluster.dashboard_route(),

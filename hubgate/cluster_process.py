@@ -39,6 +39,8 @@ __all__ = [
 ]
 
 ROLES = ("scheduler", "worker")
+# beside the TLS credentials: the CA bundle a scheduler trusts for a wss:// agent URL
+AGENT_CA_FILE = "agent-ca.pem"
 EXIT_USAGE = 2  # bad configuration: nothing was started
 EXIT_START_FAILED = 3  # the scheduler or worker did not come up
 # How long a closing scheduler or worker may take before we give up waiting for it.
@@ -217,6 +219,11 @@ class ProcessConfig:
     def credential(self, name: str) -> str:
         return str(self.credentials_dir / name)
 
+    def agent_ca_file(self) -> str | None:
+        """The CA bundle the service sent for a wss:// agent URL, if it sent one."""
+        path = self.credentials_dir / AGENT_CA_FILE
+        return str(path) if path.is_file() else None
+
     def read_token(self) -> str:
         try:
             return (self.credentials_dir / "token").read_text().strip()
@@ -265,6 +272,7 @@ async def _run_scheduler(config: ProcessConfig, stop: asyncio.Event) -> str:
                 url=config.agent_url,
                 token=config.read_token(),
                 advertise_host=config.advertise_host,
+                ca_file=config.agent_ca_file(),
             )
         )
     port, contact_address = _addresses(config, config.scheduler_port)

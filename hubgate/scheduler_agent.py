@@ -76,10 +76,13 @@ class SchedulerAgent(SchedulerPlugin):
         advertise_host: str | None = None,
         min_backoff: float = MIN_BACKOFF,
         max_backoff: float = MAX_BACKOFF,
+        ca_file: str | None = None,
     ) -> None:
         self.cluster_name = cluster_name
         self.url = agent_url(url, cluster_name)
         self._token = token
+        # wss:// certificates are always verified: against this bundle, else the system's
+        self.ca_file = ca_file
         self.advertise_host = advertise_host
         self.min_backoff = min_backoff
         self.max_backoff = max_backoff
@@ -287,6 +290,9 @@ class SchedulerAgent(SchedulerPlugin):
             headers={"Authorization": f"token {self._token}"},
             connect_timeout=CONNECT_TIMEOUT,
             request_timeout=CONNECT_TIMEOUT,
+            # the token goes to whoever answers: never skip the certificate check
+            validate_cert=True,
+            ca_certs=self.ca_file,
         )
         return await websocket_connect(request, ping_interval=PING_INTERVAL)
 

@@ -24,10 +24,13 @@ namespace = os.environ.get("POD_NAMESPACE", "jhub")
 # -- the service ------------------------------------------------------------------------
 c.HubgateService.backend_class = "kubernetes"
 c.HubgateService.service_url = "http://0.0.0.0:8000"
-# Pods reach the service through its Service, not through the hub's proxy.
-c.HubgateService.agent_url = (
-    f"ws://hubgate.{namespace}.svc.cluster.local:8000/services/dask-gateway/api/agent/ws"
-)
+# Scheduler pods report to the service over TLS (each sends its cluster's secret token):
+# through the hub's public https address, where the ingress (cert-manager / Let's Encrypt,
+# or z2jh's proxy.https) terminates TLS and the hub's proxy forwards
+# /services/dask-gateway/ to the service. The agent verifies the certificate against the
+# image's CA store; for an internal CA set agent_ca_file (mounted from a ConfigMap).
+c.HubgateService.agent_url = "wss://hub.example.org/services/dask-gateway/api/agent/ws"
+# c.HubgateService.agent_ca_file = "/etc/hubgate/agent-ca.pem"
 # Schedulers and workers run the image's own interpreter, not the service's.
 c.HubgateService.python = "python"
 c.HubgateService.scheduler_proxy_address = "0.0.0.0:8786"

@@ -25,10 +25,14 @@ c = get_config()  # noqa: F821 (provided by traitlets when it loads this file)
 
 # -- the service ------------------------------------------------------------------------
 c.HubgateService.backend_class = "slurm"
-# Compute nodes reach the service's agent endpoint directly, not through the hub proxy.
-c.HubgateService.agent_url = (
-    "ws://dask-gateway.example.ac.uk:8081/services/dask-gateway/api/agent/ws"
-)
+# Schedulers on compute nodes report to the service over TLS: each sends its cluster's
+# secret token on this websocket. TLS is terminated by the hub's https front end (nginx
+# in front of the hub's proxy, or JupyterHub's own ssl_cert/ssl_key), which forwards
+# /services/dask-gateway/ to the service like any other request. The scheduler verifies
+# the certificate against the node's system CA store; for an internal CA, give its
+# certificate(s) here and the service ships them to every scheduler.
+c.HubgateService.agent_url = "wss://dask-gateway.example.ac.uk/services/dask-gateway/api/agent/ws"
+# c.HubgateService.agent_ca_file = "/etc/pki/tls/certs/example-ac-uk-ca.pem"
 c.HubgateService.scheduler_proxy_address = "0.0.0.0:8786"
 c.HubgateService.public_proxy_address = "gateway://dask-gateway.example.ac.uk:8786"
 # A job can wait in the queue for a while before it starts.
