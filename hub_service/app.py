@@ -38,12 +38,13 @@ from .dashboard_proxy import (
     dashboard_routes,
 )
 from .errors import ServiceError
+from .fd_limit import raise_open_files_limit
 from .handlers_base import NotFoundHandler, OAuthCallbackHandler
 from .limits import UserLimits, limits_for
 from .manager import ClusterManager, ManagerSettings
 from .model import ClusterStatus, User
 from .pages import page_routes
-from .scheduler_proxy import SchedulerProxy, parse_target
+from .scheduler_proxy import ProxyLimits, SchedulerProxy, parse_target
 from .secrets import SecretBox, load_or_create_keys
 from .store import ClusterStore
 
@@ -114,6 +115,68 @@ class HubgateService(Application):
     @default("public_proxy_address")
     def _default_public_proxy(self) -> str:
         return f"gateway://{self.scheduler_proxy_address}"
+
+    # The scheduler proxy's caps and timeouts (hub_service/proxy_admission.ProxyLimits).
+    scheduler_proxy_max_connections = Integer(
+        ProxyLimits.max_connections,
+        config=True,
+        help="""At most this many client connections open on the scheduler proxy at once
+        (in their handshake or relayed); more are closed at once. Each relayed connection
+        takes 6 file descriptors: the service raises its soft open-files limit to the hard
+        limit at start-up and lowers this cap, with a warning, to what three quarters of
+        that limit allow. 0 means no cap other than the descriptor limit.""",
+    )
+    scheduler_proxy_max_connections_per_address = Integer(
+        ProxyLimits.max_connections_per_address,
+        config=True,
+        help="""At most this many connections open at once from one client address (an
+        IPv4 address, or an IPv6 /64). Every user of a shared host (a login node, a NAT,
+        single-user servers on one machine) shares it: each Dask client holds a few
+        connections. 0 means no cap.""",
+    )
+    scheduler_proxy_max_handshakes = Integer(
+        ProxyLimits.max_handshakes,
+        config=True,
+        help="""At most this many connections in their handshake at once (accepted, the
+        TLS ClientHello not yet read and routed); more are closed at once. A real client
+        sends its ClientHello as soon as it connects, so only slow or hostile ones wait
+        here, each for at most scheduler_proxy_hello_timeout. 0 means no cap.""",
+    )
+    scheduler_proxy_max_handshakes_per_address = Integer(
+        ProxyLimits.max_handshakes_per_address,
+        config=True,
+        help="""At most this many handshakes in progress at once from one client address
+        (an IPv4 address, or an IPv6 /64), so that one host cannot take all of
+        scheduler_proxy_max_handshakes. 0 means no cap.""",
+    )
+    scheduler_proxy_hello_timeout = Float(
+        ProxyLimits.hello_timeout,
+        config=True,
+        help="""Seconds a new connection has to send its complete TLS ClientHello before
+        the scheduler proxy closes it (slow or silent clients hold a handshake slot
+        until then).""",
+    )
+    scheduler_proxy_connect_timeout = Float(
+        ProxyLimits.connect_timeout,
+        config=True,
+        help="""Seconds the scheduler proxy waits for a cluster's scheduler to accept a
+        connection before it gives up on the client's connection.""",
+    )
+    scheduler_proxy_idle_timeout = Float(
+        ProxyLimits.idle_timeout,
+        config=True,
+        help="""Seconds a relayed connection may move no byte either way before the
+        scheduler proxy closes it. A Dask client's main connection carries a heartbeat
+        every few seconds (distributed.client.heartbeat, 5 s) and never idles that long;
+        its idle pooled connections notice the close and are opened again when needed.
+        0 means never.""",
+    )
+    scheduler_proxy_relay_threads = Integer(
+        ProxyLimits.relay_threads,
+        config=True,
+        help="""Threads that relay the scheduler proxy's routed connections, each serving
+        many connections (the number of threads does not grow with connections).""",
+    )
 
     agent_url = Unicode(
         config=True,
@@ -425,8 +488,11 @@ class HubgateService(Application):
             secure_cookies=os.environ.get("JUPYTERHUB_PUBLIC_URL", "").startswith("https:"),
         )
 
+        before, after = raise_open_files_limit()
+        if after != before:
+            self.log.info("open-files limit raised from %d to %d", before, after)
         host, port = parse_target(self.scheduler_proxy_address)
-        self.scheduler_proxy = SchedulerProxy(host, port)
+        self.scheduler_proxy = SchedulerProxy(host, port, limits=self._proxy_limits())
         await self.scheduler_proxy.start()
 
         agent_ca = b""
@@ -466,6 +532,18 @@ class HubgateService(Application):
             self.service_prefix,
             self.scheduler_proxy.address,
             type(self.backend).__name__,
+        )
+
+    def _proxy_limits(self) -> ProxyLimits:
+        return ProxyLimits(
+            max_connections=self.scheduler_proxy_max_connections,
+            max_connections_per_address=self.scheduler_proxy_max_connections_per_address,
+            max_handshakes=self.scheduler_proxy_max_handshakes,
+            max_handshakes_per_address=self.scheduler_proxy_max_handshakes_per_address,
+            hello_timeout=self.scheduler_proxy_hello_timeout,
+            connect_timeout=self.scheduler_proxy_connect_timeout,
+            idle_timeout=self.scheduler_proxy_idle_timeout,
+            relay_threads=self.scheduler_proxy_relay_threads,
         )
 
     def _make_web_app(self) -> TornadoApplication:

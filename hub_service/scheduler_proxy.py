@@ -6,28 +6,41 @@ of its ``server_name`` extension, looks it up in the route table and, from then 
 copies bytes both ways without ever terminating TLS: client and scheduler authenticate
 each other end to end.
 
-The accept and the ClientHello run on the service's event loop. Once a connection is
-routed, its two directions are pumped by two threads with ``os.splice`` through a pipe
-(zero copy, the GIL released while waiting), as Go's ``io.Copy`` does in dask-gateway's
-proxy, so task traffic never competes with the service's event loop. Where ``os.splice``
-does not exist the threads copy through a buffer instead.
+Nothing of it runs on the service's event loop: accepting connections and reading
+ClientHellos happen on a loop of the proxy's own, in its own thread, and routed
+connections are relayed by a fixed number of relay threads (``proxy_relay``). A flood of
+connections therefore costs the service neither loop time nor threads; what it can cost
+in descriptors and memory is bounded by the caps in :class:`ProxyLimits`
+(``proxy_admission``): connections over a cap are closed at once, ClientHellos that do
+not arrive within ``hello_timeout`` are dropped, and relayed connections idle for
+``idle_timeout`` are closed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
-import fcntl
+import functools
 import logging
-import os
 import socket
 import threading
-from collections.abc import Callable
+
+from .client_hello import (
+    MAX_HELLO,
+    MAX_RECORD,
+    ClientHelloError,
+    IncompleteClientHello,
+    read_sni,
+)
+from .fd_limit import descriptors_for_connections
+from .proxy_admission import Admission, ProxyLimits, address_key
+from .proxy_relay import FDS_PER_RELAY, RelayPool
+from .ratelimited_log import RateLimitedLog
 
 __all__ = [
     "ClientHelloError",
     "IncompleteClientHello",
+    "ProxyLimits",
     "SchedulerProxy",
     "parse_target",
     "read_sni",
@@ -37,116 +50,9 @@ log = logging.getLogger("hubgate.hub_service.scheduler_proxy")
 
 SNI_PREFIX = "daskgateway-"
 
-# A TLS record carries at most 2**14 bytes of plaintext (RFC 8446 5.1). A ClientHello
-# with post-quantum key shares is ~2 KiB; 64 KiB leaves room for anything legitimate.
-_MAX_RECORD = 2**14
-_MAX_HELLO = 2**16
 _RECV_SIZE = 2**14
-
-_HANDSHAKE = 22
-_CLIENT_HELLO = 1
-_EXT_SERVER_NAME = 0
-_HOST_NAME = 0
-
-_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
-_PIPE_SIZE = 2**20
-_COPY_BUFFER = 2**18
-_HAS_SPLICE = hasattr(os, "splice")
-
-
-class ClientHelloError(ValueError):
-    """The bytes are not a TLS ClientHello (the text says why, for the log)."""
-
-
-class IncompleteClientHello(Exception):
-    """More bytes are needed to finish the ClientHello."""
-
-
-def read_sni(data: bytes) -> str | None:
-    """The server name in the TLS ClientHello at the start of ``data``.
-
-    Returns ``None`` when the ClientHello has no ``server_name``. Raises
-    :class:`IncompleteClientHello` when ``data`` ends before the ClientHello does, and
-    :class:`ClientHelloError` when it is not a ClientHello (or too big to be one). The
-    handshake message may span several records, as RFC 8446 allows.
-    """
-    handshake = bytearray()
-    pos = 0
-    needed = 4  # the handshake header, until it is known how long the message is
-    while len(handshake) < needed:
-        if len(data) < pos + 1:
-            raise IncompleteClientHello
-        if data[pos] != _HANDSHAKE:
-            raise ClientHelloError("not a TLS handshake")
-        if len(data) < pos + 5:
-            raise IncompleteClientHello
-        major, length = data[pos + 1], int.from_bytes(data[pos + 3 : pos + 5])
-        if major != 3:
-            raise ClientHelloError("not a TLS handshake")
-        if length == 0 or length > _MAX_RECORD:
-            raise ClientHelloError(f"bad TLS record length {length}")
-        if len(data) < pos + 5 + length:
-            raise IncompleteClientHello
-        handshake += data[pos + 5 : pos + 5 + length]
-        pos += 5 + length
-        if needed == 4 and len(handshake) >= 4:
-            if handshake[0] != _CLIENT_HELLO:
-                raise ClientHelloError("first handshake message is not a ClientHello")
-            needed = 4 + int.from_bytes(handshake[1:4])
-            if needed > _MAX_HELLO:
-                raise ClientHelloError(f"ClientHello of {needed} bytes is too big")
-    return _server_name(memoryview(handshake)[4:needed])
-
-
-class _Cursor:
-    """Bounds-checked reading of TLS's length-prefixed fields."""
-
-    def __init__(self, data: memoryview) -> None:
-        self.data = data
-        self.pos = 0
-
-    def take(self, n: int) -> memoryview:
-        if self.pos + n > len(self.data):
-            raise ClientHelloError("truncated ClientHello")
-        out = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return out
-
-    def integer(self, size: int) -> int:
-        return int.from_bytes(self.take(size))
-
-    def vector(self, size: int) -> memoryview:
-        return self.take(self.integer(size))
-
-    def at_end(self) -> bool:
-        return self.pos >= len(self.data)
-
-
-def _server_name(body: memoryview) -> str | None:
-    hello = _Cursor(body)
-    hello.take(2 + 32)  # legacy_version, random
-    hello.vector(1)  # legacy_session_id
-    hello.vector(2)  # cipher_suites
-    hello.vector(1)  # legacy_compression_methods
-    if hello.at_end():
-        return None  # no extensions at all (TLS 1.0-era clients)
-    extensions = _Cursor(hello.vector(2))
-    while not extensions.at_end():
-        ext_type = extensions.integer(2)
-        ext_data = extensions.vector(2)
-        if ext_type != _EXT_SERVER_NAME:
-            continue
-        names = _Cursor(_Cursor(ext_data).vector(2))
-        while not names.at_end():
-            name_type = names.integer(1)
-            name = names.vector(2)
-            if name_type == _HOST_NAME:
-                try:
-                    return bytes(name).decode("ascii")
-                except UnicodeDecodeError:
-                    raise ClientHelloError("server name is not ASCII") from None
-        return None
-    return None
+# The most a ClientHello may take on the wire: MAX_HELLO bytes and a header per record.
+_MAX_HELLO_BYTES = MAX_HELLO + 5 * (MAX_HELLO // MAX_RECORD + 1)
 
 
 def parse_target(target: str) -> tuple[str, int]:
@@ -166,119 +72,14 @@ def _tune(sock: socket.socket) -> None:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
 
 
-def _pump_splice(src: socket.socket, dst: socket.socket) -> None:
-    read_end, write_end = os.pipe2(os.O_CLOEXEC)
-    try:
-        with contextlib.suppress(OSError):  # bigger pipe, fewer calls; fine if refused
-            fcntl.fcntl(write_end, _F_SETPIPE_SZ, _PIPE_SIZE)
-        src_fd, dst_fd = src.fileno(), dst.fileno()
-        while True:
-            n = os.splice(src_fd, write_end, _PIPE_SIZE, flags=os.SPLICE_F_MOVE)
-            if n == 0:
-                return
-            while n:
-                n -= os.splice(read_end, dst_fd, n, flags=os.SPLICE_F_MOVE)
-    finally:
-        os.close(read_end)
-        os.close(write_end)
-
-
-def _pump_copy(src: socket.socket, dst: socket.socket) -> None:
-    buffer = bytearray(_COPY_BUFFER)
-    view = memoryview(buffer)
-    while True:
-        n = src.recv_into(buffer)
-        if n == 0:
-            return
-        dst.sendall(view[:n])
-
-
-class _Relay:
-    """Two threads copying bytes between a client and its scheduler.
-
-    End of stream in one direction is passed on as a half-close; an error in either
-    direction tears down both. The sockets are closed when both threads are done.
-    """
-
-    def __init__(
-        self,
-        name: str,
-        client: socket.socket,
-        upstream: socket.socket,
-        on_done: Callable[[_Relay], None],
-    ) -> None:
-        self.name = name
-        self._sockets = (client, upstream)
-        self._on_done = on_done
-        self._lock = threading.Lock()
-        self._running = 2
-        self._closed = False
-        pump = _pump_splice if _HAS_SPLICE else _pump_copy
-        self.threads = [
-            threading.Thread(
-                target=self._run,
-                args=(pump, client, upstream),
-                name=f"hubgate-proxy-{name}-up",
-                daemon=True,
-            ),
-            threading.Thread(
-                target=self._run,
-                args=(pump, upstream, client),
-                name=f"hubgate-proxy-{name}-down",
-                daemon=True,
-            ),
-        ]
-
-    def start(self) -> None:
-        for sock in self._sockets:
-            sock.setblocking(True)
-        for thread in self.threads:
-            thread.start()
-
-    def _run(
-        self,
-        pump: Callable[[socket.socket, socket.socket], None],
-        src: socket.socket,
-        dst: socket.socket,
-    ) -> None:
-        try:
-            pump(src, dst)
-        except OSError as exc:
-            if exc.errno not in (errno.ECONNRESET, errno.EPIPE, errno.EBADF, errno.ENOTCONN):
-                log.debug("scheduler proxy: relay for %s failed: %s", self.name, exc)
-            self.abort()
-        else:
-            self._shutdown(dst, socket.SHUT_WR)
-        with self._lock:
-            self._running -= 1
-            last = self._running == 0
-            if last:
-                self._closed = True
-                for sock in self._sockets:
-                    sock.close()
-        if last:
-            self._on_done(self)
-
-    def _shutdown(self, sock: socket.socket, how: int) -> None:
-        # Under the lock, so a socket is never shut down after another thread closed it
-        # (its descriptor number could belong to a new connection by then).
-        with self._lock:
-            if not self._closed:
-                with contextlib.suppress(OSError):
-                    sock.shutdown(how)
-
-    def abort(self) -> None:
-        """Wake both threads and make them finish (used on errors and on stop)."""
-        for sock in self._sockets:
-            self._shutdown(sock, socket.SHUT_RDWR)
-
-
 class SchedulerProxy:
     """Route TLS connections to schedulers by SNI, without terminating TLS.
 
     ``set_route(name, "host:port")`` makes ``daskgateway-<name>`` reach that scheduler;
     ``remove_route(name)`` stops routing new connections to it (connections already
-    relayed go on until either side closes them).
+    relayed go on until either side closes them or they sit idle for ``idle_timeout``).
+    ``start()`` and ``stop()`` are called from the service's loop; the routes may be
+    changed from it at any time.
     """
 
     def __init__(
@@ -286,21 +87,23 @@ class SchedulerProxy:
         host: str = "127.0.0.1",
         port: int = 8786,
         *,
-        hello_timeout: float = 10.0,
-        connect_timeout: float = 10.0,
+        limits: ProxyLimits | None = None,
         backlog: int = 1024,
     ) -> None:
         self.host = host
         self._requested_port = port
-        self.hello_timeout = hello_timeout
-        self.connect_timeout = connect_timeout
+        self.limits = limits or ProxyLimits()
         self.backlog = backlog
         self._routes: dict[str, str] = {}
+        self._notes = RateLimitedLog(log)
         self._listener: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._relays: RelayPool | None = None
+        self._admission = Admission(self.limits)
+        # Only touched on the proxy's own loop.
         self._accept_task: asyncio.Task[None] | None = None
         self._handshakes: set[asyncio.Task[None]] = set()
-        self._relays: set[_Relay] = set()
-        self._relays_lock = threading.Lock()
 
     # -- routes ------------------------------------------------------------------------
 
@@ -317,7 +120,7 @@ class SchedulerProxy:
         """A copy of the route table, ``name -> "host:port"``."""
         return dict(self._routes)
 
-    # -- lifecycle ---------------------------------------------------------------------
+    # -- state -------------------------------------------------------------------------
 
     @property
     def port(self) -> int:
@@ -335,12 +138,69 @@ class SchedulerProxy:
     @property
     def active_connections(self) -> int:
         """Connections being relayed right now."""
-        with self._relays_lock:
-            return len(self._relays)
+        return self._relays.active if self._relays is not None else 0
+
+    @property
+    def open_connections(self) -> int:
+        """Client connections open right now: in their handshake or relayed."""
+        return self._admission.connections
+
+    @property
+    def handshakes(self) -> int:
+        """Client connections accepted and not yet routed."""
+        return self._admission.handshakes
+
+    @property
+    def max_connections(self) -> int:
+        """The overall connection cap in force (``max_connections``, or lower if the
+        descriptor limit leaves room for fewer)."""
+        return self._admission.max_connections
+
+    # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self._listener is not None:
+        if self._thread is not None:
             return
+        listener = await self._listen()
+        self._admission = Admission(self.limits, self._fitting_max_connections())
+        relays = RelayPool(self.limits.relay_threads, self.limits.idle_timeout, self._notes)
+        relays.start()
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(
+            target=_run_loop, args=(loop,), name="hubgate-proxy-accept", daemon=True
+        )
+        thread.start()
+        self._listener, self._relays, self._loop, self._thread = listener, relays, loop, thread
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._begin(listener), loop))
+        log.info(
+            "scheduler proxy listening on %s (at most %d connections, %d per address)",
+            self.address,
+            self.max_connections,
+            self.limits.max_connections_per_address,
+        )
+
+    async def stop(self) -> None:
+        """Stop listening, drop connections in progress and every relayed connection."""
+        if self._thread is None or self._loop is None or self._relays is None:
+            return
+        thread, loop, relays = self._thread, self._loop, self._relays
+        self._thread = None
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(self._end(), loop))
+        loop.call_soon_threadsafe(loop.stop)
+        await asyncio.to_thread(thread.join)
+        await asyncio.to_thread(relays.stop)
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+
+    async def __aenter__(self) -> SchedulerProxy:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def _listen(self) -> socket.socket:
         loop = asyncio.get_running_loop()
         infos = await loop.getaddrinfo(
             self.host, self._requested_port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -359,94 +219,105 @@ class SchedulerProxy:
                 f"scheduler proxy cannot listen on {self.host}:{self._requested_port}: "
                 f"{exc.strerror}; choose another scheduler_proxy_address",
             ) from exc
-        self._listener = listener
+        return listener
+
+    def _fitting_max_connections(self) -> int:
+        available = descriptors_for_connections()
+        wanted = self.limits.max_connections
+        if available is None:
+            return wanted
+        fitting = max(1, available // FDS_PER_RELAY)
+        if wanted == 0 or wanted > fitting:
+            log.warning(
+                "scheduler proxy: the open-files limit leaves room for %d connections "
+                "(%d descriptors each), so max_connections is %d instead of %s; raise the "
+                "hard limit (ulimit -Hn, systemd's LimitNOFILE) to allow more",
+                fitting,
+                FDS_PER_RELAY,
+                fitting,
+                wanted or "no cap",
+            )
+            return fitting
+        return wanted
+
+    # -- on the proxy's loop -----------------------------------------------------------
+
+    async def _begin(self, listener: socket.socket) -> None:
         self._accept_task = asyncio.create_task(self._accept_loop(listener))
-        log.info("scheduler proxy listening on %s", self.address)
 
-    async def stop(self) -> None:
-        """Stop listening, drop connections in progress and every relayed connection."""
-        if self._listener is None:
-            return
-        listener, self._listener = self._listener, None
-        if self._accept_task is not None:
-            self._accept_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._accept_task
-            self._accept_task = None
-        listener.close()
-        for task in list(self._handshakes):
+    async def _end(self) -> None:
+        tasks = [t for t in (self._accept_task, *self._handshakes) if t is not None]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._handshakes, return_exceptions=True)
-        with self._relays_lock:
-            relays = list(self._relays)
-        for relay in relays:
-            relay.abort()
-        threads = [t for relay in relays for t in relay.threads]
-        await asyncio.to_thread(_join_all, threads)
-
-    async def __aenter__(self) -> SchedulerProxy:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.stop()
-
-    # -- connections -------------------------------------------------------------------
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._accept_task = None
 
     async def _accept_loop(self, listener: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         while True:
             try:
-                conn, _ = await loop.sock_accept(listener)
+                conn, peer = await loop.sock_accept(listener)
             except OSError as exc:
-                # EMFILE and friends: say so, back off a little, keep serving.
-                log.warning("scheduler proxy: accept failed: %s", exc)
+                # EMFILE and friends: say so (once in a while), back off a little.
+                self._notes.warning("accept", "scheduler proxy: accept failed: %s", exc)
                 await asyncio.sleep(0.1)
                 continue
-            task = asyncio.create_task(self._handle(conn))
+            key = address_key(peer[0]) if isinstance(peer, tuple) else str(peer)
+            refusal = self._admission.admit(key)
+            if refusal is not None:
+                conn.close()
+                self._notes.warning(
+                    refusal.cap,
+                    "scheduler proxy: refused a connection from %s at once: %s",
+                    key,
+                    refusal,
+                )
+                continue
+            task = asyncio.create_task(self._handle(conn, key))
             self._handshakes.add(task)
             task.add_done_callback(self._handshakes.discard)
 
-    async def _handle(self, conn: socket.socket) -> None:
+    async def _handle(self, conn: socket.socket, key: str) -> None:
         peer = _peer_name(conn)
         upstream: socket.socket | None = None
+        relayed = False
         try:
+            timeout = self.limits.hello_timeout
             try:
-                async with asyncio.timeout(self.hello_timeout):
+                async with asyncio.timeout(timeout):
                     data, sni = await self._read_client_hello(conn)
             except TimeoutError:
-                raise _Refused(f"no TLS ClientHello within {self.hello_timeout:g} s") from None
+                raise _Refused("timeout", f"no TLS ClientHello within {timeout:g} s") from None
             if sni is None:
-                raise _Refused("the TLS ClientHello has no server name (SNI)")
+                raise _Refused("hello", "the TLS ClientHello has no server name (SNI)")
             if not sni.startswith(SNI_PREFIX):
-                raise _Refused(f"server name {sni!r} does not start with {SNI_PREFIX!r}")
+                raise _Refused("hello", f"server name {sni!r} does not start with {SNI_PREFIX!r}")
             name = sni[len(SNI_PREFIX) :]
             target = self._routes.get(name)
             if target is None:
-                raise _Refused(f"no running cluster named {name!r}")
+                raise _Refused("route", f"no running cluster named {name!r}")
             upstream = await self._connect(name, target)
             await asyncio.get_running_loop().sock_sendall(upstream, data)
+            _tune(conn)
+            _tune(upstream)
+            assert self._relays is not None
+            self._relays.add(
+                name, conn, upstream, functools.partial(self._admission.connection_closed, key)
+            )
+            relayed = True
         except _Refused as exc:
-            log.warning("scheduler proxy: refused connection from %s: %s", peer, exc)
-            _close(conn, upstream)
-            return
-        except asyncio.CancelledError:
-            _close(conn, upstream)
-            raise
+            self._notes.warning(
+                exc.kind, "scheduler proxy: refused connection from %s: %s", peer, exc
+            )
         except OSError as exc:
-            log.warning("scheduler proxy: connection from %s failed: %s", peer, exc)
-            _close(conn, upstream)
-            return
-        _tune(conn)
-        _tune(upstream)
-        relay = _Relay(name, conn, upstream, self._relay_done)
-        with self._relays_lock:
-            self._relays.add(relay)
-        relay.start()
-
-    def _relay_done(self, relay: _Relay) -> None:
-        with self._relays_lock:
-            self._relays.discard(relay)
+            self._notes.warning(
+                "failed", "scheduler proxy: connection from %s failed: %s", peer, exc
+            )
+        finally:
+            self._admission.handshake_done(key)
+            if not relayed:
+                _close(conn, upstream)
+                self._admission.connection_closed(key)
 
     async def _read_client_hello(self, conn: socket.socket) -> tuple[bytes, str | None]:
         loop = asyncio.get_running_loop()
@@ -454,21 +325,22 @@ class SchedulerProxy:
         while True:
             chunk = await loop.sock_recv(conn, _RECV_SIZE)
             if not chunk:
-                raise _Refused("closed before a complete TLS ClientHello")
+                raise _Refused("hello", "closed before a complete TLS ClientHello")
             data += chunk
             try:
                 return data, read_sni(data)
             except IncompleteClientHello:
-                if len(data) > _MAX_HELLO + 5 * (_MAX_HELLO // _MAX_RECORD + 1):
-                    raise _Refused("TLS ClientHello too big") from None
+                if len(data) > _MAX_HELLO_BYTES:
+                    raise _Refused("hello", "TLS ClientHello too big") from None
             except ClientHelloError as exc:
-                raise _Refused(f"not a TLS ClientHello ({exc})") from None
+                raise _Refused("hello", f"not a TLS ClientHello ({exc})") from None
 
     async def _connect(self, name: str, target: str) -> socket.socket:
         loop = asyncio.get_running_loop()
         host, port = parse_target(target)
+        timeout = self.limits.connect_timeout
         try:
-            async with asyncio.timeout(self.connect_timeout):
+            async with asyncio.timeout(timeout):
                 infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
                 last: OSError | None = None
                 for family, type_, proto, _, sockaddr in infos:
@@ -487,15 +359,31 @@ class SchedulerProxy:
                 raise last or OSError(f"no address for {host}")
         except TimeoutError:
             raise _Refused(
-                f"scheduler of {name!r} at {target} did not accept within "
-                f"{self.connect_timeout:g} s"
+                "upstream",
+                f"scheduler of {name!r} at {target} did not accept within {timeout:g} s",
             ) from None
         except OSError as exc:
-            raise _Refused(f"cannot reach the scheduler of {name!r} at {target}: {exc}") from None
+            raise _Refused(
+                "upstream", f"cannot reach the scheduler of {name!r} at {target}: {exc}"
+            ) from None
 
 
 class _Refused(Exception):
-    """A connection the proxy closes, with the one line the log gets about it."""
+    """A connection the proxy closes, with the one line the log gets about it (``kind``
+    groups such lines for rate limiting)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_forever()
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
 
 
 def _peer_name(conn: socket.socket) -> str:
@@ -510,8 +398,3 @@ def _close(*socks: socket.socket | None) -> None:
     for sock in socks:
         if sock is not None:
             sock.close()
-
-
-def _join_all(threads: list[threading.Thread]) -> None:
-    for thread in threads:
-        thread.join(timeout=10)

@@ -13,7 +13,8 @@ import pytest
 from distributed import Scheduler, Worker
 from distributed.security import Security
 
-from hubgate.hub_service.scheduler_proxy import SchedulerProxy
+from hubgate.hub_service.fd_limit import raise_open_files_limit
+from hubgate.hub_service.scheduler_proxy import ProxyLimits, SchedulerProxy
 from hubgate.hub_service.tls import ClusterCredentials, generate_cluster_credentials
 
 CLUSTER = "alpha"
@@ -39,6 +40,12 @@ def client_security(credentials: ClusterCredentials) -> Security:
         tls_client_key=credentials.client_key.decode(),
         require_encryption=True,
     )
+
+
+@pytest.fixture(scope="session", autouse=True)
+def open_files_limit() -> None:
+    """Raised as the service raises it: the tests hold hundreds of connections."""
+    raise_open_files_limit()
 
 
 @pytest.fixture(scope="session")
@@ -71,7 +78,7 @@ async def tls_cluster(credentials: ClusterCredentials) -> AsyncIterator[TLSClust
 
 @pytest.fixture
 async def proxy() -> AsyncIterator[SchedulerProxy]:
-    proxy = SchedulerProxy("127.0.0.1", 0, hello_timeout=10)
+    proxy = SchedulerProxy("127.0.0.1", 0, limits=ProxyLimits(hello_timeout=10))
     await proxy.start()
     try:
         yield proxy

@@ -15,7 +15,7 @@ import pytest
 from dask_gateway.client import GatewaySecurity
 from distributed import Client
 
-from hubgate.hub_service.scheduler_proxy import SchedulerProxy
+from hubgate.hub_service.scheduler_proxy import ProxyLimits, SchedulerProxy
 from hubgate.hub_service.tls import ClusterCredentials
 
 from .conftest import EchoServer, TLSCluster, client_security, wait_for
@@ -148,7 +148,7 @@ async def test_bad_hellos_are_refused(
 
 async def test_silent_client_times_out(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, LOGGER)
-    async with SchedulerProxy("127.0.0.1", 0, hello_timeout=0.5) as proxy:
+    async with SchedulerProxy("127.0.0.1", 0, limits=ProxyLimits(hello_timeout=0.5)) as proxy:
         reader, writer = await _open(proxy)
         writer.write(client_hello("daskgateway-alpha")[:20])
         assert await _closed_without_reply(reader)
@@ -236,7 +236,15 @@ async def test_route_removal_stops_new_connections_only(
     writer.close()
 
 
-async def test_many_concurrent_connections(proxy: SchedulerProxy, echo_server: EchoServer) -> None:
+async def test_many_concurrent_connections(echo_server: EchoServer) -> None:
+    # 200 handshakes at once from one address: over the default per-address handshake
+    # cap (tests/proxy/test_proxy_limits.py), so this proxy has none.
+    limits = ProxyLimits(max_handshakes_per_address=0)
+    async with SchedulerProxy("127.0.0.1", 0, limits=limits) as proxy:
+        await _many_concurrent_connections(proxy, echo_server)
+
+
+async def _many_concurrent_connections(proxy: SchedulerProxy, echo_server: EchoServer) -> None:
     proxy.set_route("alpha", echo_server.address)
     hello = client_hello("daskgateway-alpha")
 
