@@ -173,6 +173,23 @@ class Authenticator:
             "something; programs send 'Authorization: token <your JupyterHub API token>'"
         )
 
+    async def user_for_token(self, token: str) -> User | None:
+        """Who holds ``token`` now (the hub's answer, cached for ``cache_max_age``), or
+        ``None`` when it is no longer valid or lacks the service's access scope. For
+        checks long after the request that presented it (dashboard sessions)."""
+        try:
+            model = await self.hub_auth.user_for_token(token, sync=False)
+        except HTTPError as exc:
+            raise ServiceError(
+                "JupyterHub could not be reached to check your login; try again shortly",
+                502,
+            ) from exc
+        if not model:
+            return None
+        if self.require_scope and not self.hub_auth.check_scopes(self.access_scopes, model):
+            return None
+        return await self._user_from_model(model)
+
     async def _user_from_model(self, model: dict[str, Any]) -> User:
         name = model["name"]
         if model.get("kind", "user") != "user":
