@@ -90,8 +90,8 @@ class Authenticator:
     async def authenticate(self, handler: RequestHandler) -> User:
         header = handler.request.headers.get("Authorization")
         changes_state = handler.request.method not in SAFE_METHODS
-        if header is None and not changes_state:
-            user = self._from_session(handler)
+        if header is None:
+            user = None if changes_state else self._from_session(handler)
             if user is not None:
                 return user
         elif not _AUTH_HEADER.match(header):

@@ -25,7 +25,8 @@ def reason_phrase(status: int, message: str) -> str | None:
     if status not in (401, 403):
         return None
     text = "".join(c if " " <= c <= "~" else "?" for c in message)
-    return text[:400]
+    # tornado refuses a reason with "<" (defence against reflected markup)
+    return text.replace("<", "[").replace(">", "]")[:400]
 
 
 class BaseHandler(HubOAuthenticated, RequestHandler):
