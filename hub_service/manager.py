@@ -33,10 +33,14 @@ from .limits import (
     user_ceiling,
 )
 from .model import Cluster, ClusterStatus, User, Worker, WorkerStatus
+from .routes import RefusedAddress, host_port, reported_host, reported_ports
 from .store import ClusterStore
 from .tls import agenerate_cluster_credentials
 
 log = logging.getLogger("hubgate.manager")
+
+# Seconds the backend may take to say where a scheduler that said hello runs.
+ROUTE_HOST_TIMEOUT = 30.0
 
 
 class AgentConnection(Protocol):
@@ -483,7 +487,7 @@ class ClusterManager:
         if not cluster.status.active:
             return
         if kind == "hello":
-            self._on_hello(cluster, msg)
+            await self._on_hello(cluster, msg)
         elif kind == "worker_added":
             self._on_worker_added(cluster, msg)
         elif kind == "worker_removed":
@@ -493,12 +497,41 @@ class ClusterManager:
         else:
             log.warning("Unknown agent message %r from cluster %s", kind, cluster.name)
 
-    def _on_hello(self, cluster: Cluster, msg: dict[str, Any]) -> None:
-        cluster.scheduler_address = str(msg.get("scheduler_address") or "")
-        cluster.dashboard_address = str(msg.get("dashboard_address") or "")
-        cluster.versions = msg.get("versions") or {}
-        if cluster.scheduler_address:
-            self.routes.set_route(cluster.name, _host_port(cluster.scheduler_address))
+    async def _on_hello(self, cluster: Cluster, msg: dict[str, Any]) -> None:
+        # Routes come from the backend's host and the reported ports only: the
+        # scheduler runs the user's code and may claim any address.
+        try:
+            ports = reported_ports(msg, self.backend.fixed_ports)
+            host = await self._route_host(cluster)
+            scheduler = host_port(host, ports.scheduler)
+            dashboard = host_port(host, ports.dashboard) if ports.dashboard else ""
+            self._check_routes_free(cluster, scheduler, dashboard)
+        except (RefusedAddress, BackendError) as exc:
+            if cluster.status.active:
+                log.warning("Cluster %s: refusing its scheduler's hello: %s", cluster.name, exc)
+                self._spawn(
+                    self.stop_cluster(
+                        cluster,
+                        f"The service cannot route to this cluster's scheduler: {exc}",
+                        failed=True,
+                    )
+                )
+            return
+        if not cluster.status.active:
+            return
+        claimed = reported_host(msg.get("scheduler_address"))
+        if claimed and claimed != host:
+            log.info(
+                "Cluster %s: its scheduler says it is at %s; using %s, from the backend",
+                cluster.name,
+                claimed,
+                host,
+            )
+        cluster.scheduler_address = f"tls://{scheduler}"
+        cluster.dashboard_address = f"http://{dashboard}" if dashboard else ""
+        versions = msg.get("versions")
+        cluster.versions = versions if isinstance(versions, dict) else {}
+        self.routes.set_route(cluster.name, scheduler)
         if cluster.status is ClusterStatus.PENDING:
             cluster.status = ClusterStatus.RUNNING
             cluster.started = time.time()
@@ -517,6 +550,44 @@ class ClusterManager:
                 self._spawn(self._stop_process(worker.state))
         self._persist(cluster)
         self._kick(cluster)
+
+    async def _route_host(self, cluster: Cluster) -> str:
+        """The backend's host for the cluster's scheduler. A fast scheduler may say
+        hello before ``backend.start`` has returned its state: wait for it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.settings.cluster_start_timeout
+        while not cluster.scheduler_state and cluster.status.active:
+            if loop.time() >= deadline:
+                raise BackendError("the backend has not recorded where the scheduler runs")
+            await self.wait_for_change(cluster, deadline - loop.time())
+        if not cluster.status.active:
+            raise BackendError("the cluster is stopping")
+        try:
+            return await asyncio.wait_for(
+                self.backend.route_host(cluster.scheduler_state), ROUTE_HOST_TIMEOUT
+            )
+        except TimeoutError:
+            raise BackendError(
+                f"the backend did not say within {ROUTE_HOST_TIMEOUT:g} s where the scheduler runs"
+            ) from None
+
+    def _check_routes_free(self, cluster: Cluster, scheduler: str, dashboard: str) -> None:
+        """Another cluster's scheduler or dashboard is never a route of this one (on a
+        shared host, a hostile scheduler could report its neighbour's ports)."""
+        mine = {scheduler, dashboard} - {""}
+        for other in self.clusters.values():
+            if other is cluster or not other.status.active:
+                continue
+            theirs = {
+                _host_port(other.scheduler_address) if other.scheduler_address else "",
+                _host_port(other.dashboard_address) if other.dashboard_address else "",
+            }
+            taken = mine & theirs
+            if taken:
+                raise RefusedAddress(
+                    f"{', '.join(sorted(taken))} belongs to another cluster "
+                    "(the scheduler reported ports it does not listen on)"
+                )
 
     @staticmethod
     def _mark_running(worker: Worker, info: dict[str, Any]) -> None:
