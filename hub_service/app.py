@@ -365,6 +365,23 @@ class HubgateService(Application):
         token-authenticated request (saves clients the 401 round trip).""",
     )
 
+    max_json_body_size = Integer(
+        1024 * 1024,
+        config=True,
+        help="""Bytes of request body the API reads (cluster options, scale, adapt); a
+        larger body is answered 413 with a JSON message, without being parsed or kept
+        in memory.""",
+    )
+
+    max_body_size = Integer(
+        64 * 1024 * 1024,
+        config=True,
+        help="""Bytes of request body the service's HTTP server accepts at all (its
+        tornado max_body_size), dashboards included. A body above it is cut off with a
+        bare 400 and the connection closed; between max_json_body_size and this, the API
+        answers a JSON 413.""",
+    )
+
     cluster_start_timeout = Float(
         60.0,
         config=True,
@@ -523,7 +540,7 @@ class HubgateService(Application):
 
         self.web_app = self._make_web_app()
         url = urlparse(self.service_url)
-        self.http_server = HTTPServer(self.web_app, xheaders=True)
+        self.http_server = HTTPServer(self.web_app, xheaders=True, max_body_size=self.max_body_size)
         self.http_server.listen(url.port or 80, url.hostname or "127.0.0.1")
         self.log.info(
             "hubgate %s: service at %s%s, scheduler proxy at %s, backend %s",

@@ -7,7 +7,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
-from tornado.web import HTTPError, RequestHandler
+from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from .errors import Invalid, ServiceError
 from .model import Cluster, User
@@ -29,12 +29,21 @@ def reason_phrase(status: int, message: str) -> str | None:
     return text.replace("<", "[").replace(">", "]")[:400]
 
 
+@stream_request_body
 class BaseHandler(HubOAuthenticated, RequestHandler):
     """Authenticates in ``prepare`` (unless ``public``) and answers errors as
-    ``{"error": message}``."""
+    ``{"error": message}``.
+
+    Bodies are streamed in (after ``prepare``) and kept only up to the service's
+    ``max_json_body_size``: a larger one is read to its end and thrown away, so that
+    ``json_body`` can answer 413 with a JSON message (closing the connection early would
+    lose the answer), and no memory is spent on it.
+    """
 
     public = False
     user: User
+    _body: bytearray | None = None
+    _body_size = 0
 
     @property
     def service(self) -> HubgateService:
@@ -72,7 +81,25 @@ class BaseHandler(HubOAuthenticated, RequestHandler):
         """Whether the caller is the cluster's owner (an admin is not)."""
         return cluster.username == self.user.name
 
+    @property
+    def body_limit(self) -> int:
+        """The most bytes of body this handler reads (override for another limit)."""
+        return self.service.max_json_body_size
+
+    def data_received(self, chunk: bytes) -> None:
+        self._body_size += len(chunk)
+        if self._body_size > self.body_limit:
+            self._body = None
+            return
+        if self._body is None:
+            self._body = bytearray()
+        self._body += chunk
+
     def send_error_json(self, status: int, message: str) -> None:
+        # Called from prepare, before a streamed body is read: tornado then closes the
+        # connection without saying so, and the hub's proxy, reusing it, answers the
+        # next request 503 ("socket hang up"). Say it.
+        self.set_header("Connection", "close")
         self.set_status(status, reason=reason_phrase(status, message))
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"error": message}))
@@ -85,10 +112,17 @@ class BaseHandler(HubOAuthenticated, RequestHandler):
     def json_body(self, allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
         """The request's JSON object; an empty body is an empty object. With
         ``allowed``, other fields are refused (a typo must not be silently ignored)."""
-        if not self.request.body.strip():
+        if self._body_size > self.body_limit:
+            raise ServiceError(
+                f"The request body is {self._body_size} bytes; this service accepts at most "
+                f"{self.body_limit} bytes per request",
+                413,
+            )
+        body = bytes(self._body or b"")
+        if not body.strip():
             return {}
         try:
-            data = json.loads(self.request.body)
+            data = json.loads(body)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ServiceError(f"The request body is not valid JSON: {exc}", 400) from None
         if not isinstance(data, dict):

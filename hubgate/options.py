@@ -327,16 +327,59 @@ class Select(Field):
         return copy.deepcopy(self.choices[self.validate(value)])
 
 
-class Mapping(Field):
-    """A mapping of names to values, e.g. environment variables.
+# What a Mapping value may hold: single values that survive JSON (no dates, no bytes).
+_SCALARS = (str, int, float, bool, type(None))
+# libyaml when present: a capped value then parses in well under a millisecond.
+_YAML_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-    Accepts a dict, or YAML/JSON text (what a form's text area holds).
+
+class Mapping(Field):
+    """A mapping of names to single values (text, numbers, booleans), e.g. environment
+    variables.
+
+    Accepts a dict, or YAML/JSON text (what a form's text area holds). Hostile input is
+    bounded before anything is built from it: text above ``max_bytes`` is refused
+    unparsed; YAML anchors, aliases and tags (the "billion laughs" shape) and nested
+    mappings or lists are refused while reading it; at most ``max_entries`` names of
+    at most ``max_key_length`` characters, values of at most ``max_value_length``.
     """
 
     type_name = "mapping"
 
+    def __init__(
+        self,
+        field: str,
+        default: Any = None,
+        *,
+        max_bytes: int = 64 * 1024,
+        max_entries: int = 256,
+        max_key_length: int = 256,
+        max_value_length: int = 16 * 1024,
+        label: str | None = None,
+        help: str = "",
+        target: str | None = None,
+    ) -> None:
+        self.max_bytes = max_bytes
+        self.max_entries = max_entries
+        self.max_key_length = max_key_length
+        self.max_value_length = max_value_length
+        super().__init__(field, default, label=label, help=help, target=target)
+
     def _initial_default(self, default: Any) -> Any:
         return {} if default is None else default
+
+    def rich_spec(self) -> dict[str, Any]:
+        # The caps travel in hubgate's rich spec only: the official client passes every
+        # key of the v1 spec to its own Mapping, which takes none of them.
+        entry = super().rich_spec()
+        entry["spec"] = {
+            **entry["spec"],
+            "max_bytes": self.max_bytes,
+            "max_entries": self.max_entries,
+            "max_key_length": self.max_key_length,
+            "max_value_length": self.max_value_length,
+        }
+        return entry
 
     def validate(self, value: Any) -> dict[str, Any]:
         if isinstance(value, str):
@@ -345,16 +388,50 @@ class Mapping(Field):
             raise ValueError(
                 f"{self.field} must be a mapping of names to values, got {_kind_of(value)}"
             )
-        for key in value:
+        self._check_count(len(value))
+        total = 0
+        for key, item in value.items():
             if not isinstance(key, str):
                 raise ValueError(f"{self.field}: every name must be a string, got {key!r}")
+            if len(key) > self.max_key_length:
+                raise ValueError(
+                    f"{self.field}: the name {key[:40]!r}... is longer than "
+                    f"{self.max_key_length} characters"
+                )
+            if not isinstance(item, _SCALARS):
+                raise ValueError(
+                    f"{self.field}: the value of {key} must be a single value (text, a "
+                    f"number or true/false), got {_kind_of(item)}; quote it to pass it as text"
+                )
+            size = len(item) if isinstance(item, str) else 0
+            if size > self.max_value_length:
+                raise ValueError(
+                    f"{self.field}: the value of {key} is longer than "
+                    f"{self.max_value_length} characters"
+                )
+            total += len(key) + size
+        if total > self.max_bytes:
+            self._too_big()
         return dict(value)
+
+    def _check_count(self, count: int) -> None:
+        if count > self.max_entries:
+            raise ValueError(f"{self.field} may have at most {self.max_entries} entries")
+
+    def _too_big(self) -> None:
+        raise ValueError(
+            f"{self.field} is too large: at most {self.max_bytes // 1024} KiB of names and values"
+        )
 
     def _parse_text(self, text: str) -> Any:
         if not text.strip():
             return {}
+        # Measured before parsing: a huge text is refused without being read.
+        if len(text) > self.max_bytes or len(text.encode()) > self.max_bytes:
+            self._too_big()
         try:
-            return yaml.safe_load(text)
+            self._check_events(text)
+            return yaml.load(text, Loader=_YAML_LOADER)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
@@ -363,6 +440,39 @@ class Mapping(Field):
                 f"{self.field} is not valid YAML{where}: {problem}; "
                 "write one `NAME: value` per line"
             ) from None
+
+    def _check_events(self, text: str) -> None:
+        """Read the YAML's events (no objects are built) and stop at the first thing a
+        flat mapping of names to values does not need."""
+        depth = 0
+        scalars = 0
+        nested = False
+        for event in yaml.parse(text, Loader=_YAML_LOADER):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise ValueError(
+                    f"{self.field}: YAML anchors and aliases (& and *) are not allowed; "
+                    "write every value out"
+                )
+            if getattr(event, "tag", None) and not isinstance(event, yaml.DocumentStartEvent):
+                raise ValueError(
+                    f"{self.field}: YAML tags (!...) are not allowed; quote a value to "
+                    "pass it as text"
+                )
+            if isinstance(event, yaml.CollectionStartEvent):
+                # Read on (the text is small): a syntax error further down is the
+                # more useful message for a half-typed value.
+                nested = nested or depth >= 1
+                depth += 1
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+            elif isinstance(event, yaml.ScalarEvent):
+                scalars += 1
+                self._check_count(scalars // 2)
+        if nested:
+            raise ValueError(
+                f"{self.field}: values must be single values (text, numbers, true/false), "
+                "not nested mappings or lists"
+            )
 
 
 def _field_list(fields: Any) -> str:

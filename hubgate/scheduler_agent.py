@@ -176,11 +176,16 @@ class SchedulerAgent(SchedulerPlugin):
         return f"http://{host}:{server.port}"
 
     def hello(self) -> dict[str, Any]:
+        # The service routes to the host its backend knows and takes only the ports
+        # from here; the addresses are informational (logs, older services).
+        server = self.scheduler.services.get("dashboard")
         return {
             "type": "hello",
             "cluster": self.cluster_name,
             "scheduler_address": self.scheduler_address(),
             "dashboard_address": self.dashboard_address(),
+            "scheduler_port": int(self.scheduler.address.rpartition(":")[2]),
+            "dashboard_port": server.port if server is not None else None,
             "workers": [self._worker_info(ws) for ws in self.scheduler.workers.values()],
             "versions": versions(),
         }

@@ -21,6 +21,18 @@ The contract, modelled on JupyterHub's ``Spawner``:
 ``read_log(state, max_lines)``
     The last lines of the process's output, or ``None`` when the backend has none (any
     more).
+``route_host(state)``
+    The host at which the service (its scheduler and dashboard proxies) and the
+    cluster's workers reach the running scheduler described by ``state``, from what the
+    backend itself knows: never from anything the process reports, since the process
+    runs the user's code. The default fits processes on the service's own host: the
+    ``listen_host``, or this host's name when that is a wildcard. A backend that runs
+    processes elsewhere must override it (the job's node, the pod's IP). Raise
+    :class:`BackendError` when the backend cannot tell (yet).
+``fixed_ports``
+    Ports every scheduler of this backend listens on (``{"scheduler": 8786,
+    "dashboard": 8787}`` for pods), or empty when schedulers pick free ports and report
+    them. A scheduler reporting other ports is refused.
 
 Every method is ``async`` and must not block the event loop: run subprocess waits and
 slow calls in a thread or with asyncio's subprocess support.
@@ -31,7 +43,9 @@ not when the first cluster starts.
 
 from __future__ import annotations
 
+import asyncio
 import enum
+import socket
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -47,6 +61,7 @@ __all__ = [
 ]
 
 REQUIRED_METHODS = ("start", "poll", "stop", "read_log")
+WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
 
 
 class BackendError(Exception):
@@ -113,6 +128,8 @@ class Backend(LoggingConfigurable):
 
     #: Name used in configuration and logs ("local", "slurm", "kubernetes", ...).
     backend_name: ClassVar[str] = ""
+    #: Ports every scheduler listens on, by "scheduler"/"dashboard"; empty: reported.
+    fixed_ports: ClassVar[dict[str, int]] = {}
 
     listen_host = Unicode(
         "127.0.0.1",
@@ -155,3 +172,11 @@ class Backend(LoggingConfigurable):
 
     async def read_log(self, state: ProcessState, max_lines: int = 50) -> str | None:
         raise NotImplementedError
+
+    async def route_host(self, state: ProcessState) -> str:
+        """Where the scheduler of ``state`` is reached (see the module docstring)."""
+        if self.listen_host not in WILDCARD_HOSTS:
+            return self.listen_host
+        # Bound to every interface of this host: its name, as the process runtime
+        # advertises it to workers (getfqdn may ask DNS: not on the event loop).
+        return await asyncio.get_running_loop().run_in_executor(None, socket.getfqdn)

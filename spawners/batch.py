@@ -85,6 +85,8 @@ __all__ = [
 _SYSTEM_USER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?")
 # Cluster and process names become path components and job names.
 _PATH_PART = re.compile(r"[A-Za-z0-9_.-]+")
+# A node name as batch systems print it: a host name, nothing that could add a port.
+_NODE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,252}")
 # Files in the staging folder that are secrets; removed once the job is gone.
 _CREDENTIAL_FILES = ("ca.crt", "scheduler.crt", "scheduler.key", "worker.crt", "worker.key")
 EXIT_FILE = "exit.json"
@@ -172,6 +174,16 @@ class BatchBackend(Backend):
         fully qualified name; an empty list leaves the choice to the process runtime
         (the node's FQDN).
         """,
+    )
+
+    node_host = Unicode(
+        "{node}",
+        config=True,
+        help="""How the service and the workers reach a scheduler's node: a template in
+        which ``{node}`` is the node's name as the batch system reports it (Slurm's
+        BatchHost, PBS's exec_host, SGE's queue instance, LSF's exec_host), e.g.
+        ``"{node}.cluster.example.org"`` where nodes are known by their full names. The
+        scheduler's own idea of its address is never used: it runs the user's code.""",
     )
 
     account = Unicode(
@@ -463,6 +475,24 @@ class BatchBackend(Backend):
         await self._wait_gone(state)
         if state.get("staging_dir"):
             await self._clean_staging(account, str(state["staging_dir"]))
+
+    async def route_host(self, state: ProcessState) -> str:
+        if "local" in state:
+            return await self._local_backend().route_host(state["local"])
+        job_id = str(state.get("job_id") or "")
+        node = await self.job_node(state) if job_id else ""
+        if not _NODE_NAME.fullmatch(node):
+            raise BackendError(
+                f"{self.system_name} does not say which node job {job_id or '?'} runs on"
+                + (f" (it says {node!r})" if node else "")
+            )
+        return self.node_host.format(node=node)
+
+    async def job_node(self, state: ProcessState) -> str:
+        """The node a running job's script runs on, as the batch system names it ("" when
+        it does not say)."""
+        info = (await self._query_states([state])).get(str(state.get("job_id")))
+        return info.node if info is not None else ""
 
     async def read_log(self, state: ProcessState, max_lines: int = 50) -> str | None:
         if "local" in state:
@@ -805,12 +835,19 @@ class SlurmBackend(BatchBackend):
             raise failure(result)
         return parse_squeue(result.stdout)
 
-    async def finished_job(self, job_id: str) -> JobInfo | None:
-        argv = [a.format(job_id=job_id) for a in self.finished_command]
+    async def finished_job(self, job_id: str, prefix: Sequence[str] = ()) -> JobInfo | None:
+        argv = [*prefix, *(a.format(job_id=job_id) for a in self.finished_command)]
         result = await self._run(argv, check=False)
         if result.returncode != 0:
             return None
         return parse_scontrol_job(result.stdout)
+
+    async def job_node(self, state: ProcessState) -> str:
+        # squeue's lines have no node; scontrol's BatchHost is the node of the script.
+        user = str(state.get("username") or "") if self.query_as_user else ""
+        prefix = self._prefix(SystemAccount(user, -1, "")) if user else []
+        info = await self.finished_job(str(state.get("job_id")), prefix)
+        return info.node if info is not None else ""
 
 
 class _QueueBackend(BatchBackend):

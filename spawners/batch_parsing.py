@@ -58,7 +58,8 @@ class JobInfo:
     ``state`` is the system's own word for it (``PENDING``, ``R``, ``qw``, ``EXIT``);
     ``reason`` the system's explanation when it gives one (Slurm's queue reason, PBS's
     comment, LSF's pending reason); ``exit_code``/``signal`` when the job has ended and
-    the system says how.
+    the system says how; ``node`` the host the job runs on (its first, where the batch
+    script runs) while the system says so.
     """
 
     phase: Phase
@@ -66,6 +67,7 @@ class JobInfo:
     reason: str = ""
     exit_code: int | None = None
     signal: int | None = None
+    node: str = ""
 
 
 def _trait_default(cls: type, name: str) -> str:
@@ -145,7 +147,15 @@ def parse_scontrol_job(output: str) -> JobInfo | None:
     if reason in ("None", "(null)"):
         reason = ""
     phase = parse_squeue(f"0 {state}").get("0", JobInfo(Phase.GONE, state)).phase
-    return JobInfo(phase=phase, state=state, reason=reason, exit_code=exit_code, signal=signal)
+    node = fields.get("BatchHost", "")
+    return JobInfo(
+        phase=phase,
+        state=state,
+        reason=reason,
+        exit_code=exit_code,
+        signal=signal,
+        node="" if node in ("(null)", "None") else node,
+    )
 
 
 # -- PBS Pro / Torque ------------------------------------------------------------------
@@ -216,6 +226,8 @@ def parse_qstat_full(output: str) -> dict[str, JobInfo]:
             reason=attrs.get("comment", ""),
             exit_code=exit_code,
             signal=signal,
+            # "node01/0*2+node02/0*2": the first host runs the job script
+            node=attrs.get("exec_host", "").split("+", 1)[0].split("/", 1)[0],
         )
     return jobs
 
@@ -256,7 +268,10 @@ def parse_qstat_xml(output: str) -> dict[str, JobInfo]:
             phase, reason = Phase.RUNNING, ""
         else:
             phase, reason = Phase.PENDING, ""
-        jobs[job_id] = JobInfo(phase=phase, state=code, reason=reason)
+        # "all.q@node01": the queue instance the job (its master task) runs in
+        queue = (job.findtext("queue_name") or "").strip()
+        node = queue.rpartition("@")[2] if "@" in queue else ""
+        jobs[job_id] = JobInfo(phase=phase, state=code, reason=reason, node=node)
     return jobs
 
 
@@ -289,7 +304,7 @@ def parse_qacct(output: str) -> JobInfo | None:
 _LSF_WAITING = {"PSUSP", "USUSP", "SSUSP", "WAIT"}
 
 #: The ``bjobs -o`` field list our query asks for; the parser below expects it.
-BJOBS_FIELDS = "jobid stat exit_code pend_reason delimiter='|'"
+BJOBS_FIELDS = "jobid stat exit_code exec_host pend_reason delimiter='|'"
 
 
 def parse_lsf_job_id(output: str) -> str:
@@ -299,19 +314,22 @@ def parse_lsf_job_id(output: str) -> str:
 
 
 def parse_bjobs(output: str) -> dict[str, JobInfo]:
-    """``bjobs -a -noheader -o "jobid stat exit_code pend_reason delimiter='|'" <ids>``.
+    """``bjobs -a -noheader -o "jobid stat exit_code exec_host pend_reason
+    delimiter='|'" <ids>``.
 
     Unknown ids are reported on stderr (``Job <7> is not found``), not here. ``-`` stands
-    for an empty field.
+    for an empty field. ``exec_host`` is ``node01`` or ``4*node01:2*node02``.
     """
     jobs: dict[str, JobInfo] = {}
     for line in output.splitlines():
-        parts = [p.strip() for p in line.split("|", 3)]
+        parts = [p.strip() for p in line.split("|", 4)]
         if len(parts) < 2 or not parts[0].isdigit():
             continue
         job_id, state = parts[0], parts[1].upper()
         exit_text = parts[2] if len(parts) > 2 else "-"
-        reason = parts[3] if len(parts) > 3 else ""
+        hosts = parts[3] if len(parts) > 3 else "-"
+        node = "" if hosts == "-" else hosts.split(":", 1)[0].rpartition("*")[2]
+        reason = parts[4] if len(parts) > 4 else ""
         reason = "" if reason == "-" else reason.rstrip(";")
         status = _shim(job_status=f"{state} -")
         if LsfSpawner.state_isrunning(status) or state == "UNKWN":
@@ -329,6 +347,6 @@ def parse_bjobs(output: str) -> dict[str, JobInfo]:
         elif state == "DONE":
             exit_code = 0
         jobs[job_id] = JobInfo(
-            phase=phase, state=state, reason=reason, exit_code=exit_code, signal=signal
+            phase=phase, state=state, reason=reason, exit_code=exit_code, signal=signal, node=node
         )
     return jobs

@@ -17,6 +17,7 @@ The objects themselves are built by the pure functions of :mod:`.kube_objects`.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import os
 import random
@@ -24,7 +25,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import aiohttp
 from traitlets import Dict, Float, Int, List, Unicode, default
@@ -51,6 +52,8 @@ from .kube_objects import (
 __all__ = ["KubernetesBackend", "PodReflector", "pod_status"]
 
 _SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+# Seconds route_host waits for the watch to show a running scheduler pod's IP.
+POD_IP_WAIT = 10.0
 
 
 # -- pod status -> ProcessStatus --------------------------------------------------------
@@ -305,6 +308,10 @@ class KubernetesBackend(Backend):
     """Runs each scheduler and worker as a Kubernetes Pod."""
 
     backend_name = "kubernetes"
+    fixed_ports: ClassVar[dict[str, int]] = {
+        "scheduler": SCHEDULER_PORT,
+        "dashboard": DASHBOARD_PORT,
+    }
 
     listen_host = Unicode(
         "0.0.0.0",
@@ -786,6 +793,32 @@ class KubernetesBackend(Backend):
             raise self._api_error("delete a pod", exc) from exc
         if not await cache.wait_for(gone, 30):
             self.log.error("Pod %s is still listed after a forced deletion", state["pod"])
+
+    # -- addresses -------------------------------------------------------------------
+
+    async def route_host(self, state: ProcessState) -> str:
+        """The scheduler pod's IP as the API server reports it (the watch may lag the
+        scheduler's first report by a moment)."""
+        if state.get("namespace", self.namespace) != self.namespace:
+            raise BackendError(
+                f"the scheduler pod {state.get('pod')} is in namespace "
+                f"{state.get('namespace')!r}, which this service no longer watches"
+            )
+        cache = await self._cache()
+
+        def pod_ip() -> str:
+            pod = cache.get(state["pod"], state.get("uid"))
+            return str(((pod or {}).get("status") or {}).get("podIP") or "")
+
+        await cache.wait_for(lambda: bool(pod_ip()), POD_IP_WAIT)
+        ip = pod_ip()
+        try:
+            ipaddress.ip_address(ip)
+        except ValueError:
+            raise BackendError(
+                f"Kubernetes reports no IP address for the scheduler pod {state.get('pod')}"
+            ) from None
+        return ip
 
     # -- logs ------------------------------------------------------------------------
 

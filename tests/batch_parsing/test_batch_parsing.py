@@ -81,7 +81,7 @@ SCONTROL_CANCELLED = (
 
 def test_scontrol_show_job_exit_code_and_signal():
     assert parse_scontrol_job(SCONTROL_FAILED) == JobInfo(
-        Phase.GONE, "FAILED", "NonZeroExitCode", exit_code=3
+        Phase.GONE, "FAILED", "NonZeroExitCode", exit_code=3, node="vm"
     )
     assert parse_scontrol_job(SCONTROL_CANCELLED) == JobInfo(Phase.GONE, "CANCELLED", signal=15)
     assert parse_scontrol_job("slurm_load_jobs error: Invalid job id specified\n") is None
@@ -152,6 +152,8 @@ def test_qstat_full_pbspro():
         "Not Running: Insufficient amount of resource: ncpus (R: 4 A: 2 T: 2)",
     )
     assert jobs["1235.pbs01"].phase is Phase.RUNNING
+    assert jobs["1235.pbs01"].node == "node01"  # from exec_host = node01/0*2
+    assert jobs["1234.pbs01"].node == ""  # queued: no node yet
     assert jobs["1236.pbs01"] == JobInfo(
         Phase.GONE,
         "F",
@@ -228,8 +230,8 @@ QSTAT_XML = """<?xml version='1.0'?>
 def test_qstat_xml():
     jobs = parse_qstat_xml(QSTAT_XML)
     assert jobs == {
-        "101": JobInfo(Phase.RUNNING, "r"),
-        "105": JobInfo(Phase.RUNNING, "dr"),
+        "101": JobInfo(Phase.RUNNING, "r", node="node01"),
+        "105": JobInfo(Phase.RUNNING, "dr", node="node02"),
         "102": JobInfo(Phase.PENDING, "qw"),
         "103": JobInfo(Phase.PENDING, "hqw", "held"),
         "104": JobInfo(Phase.GONE, "Eqw", "in error state (see qstat -j)"),
@@ -277,30 +279,31 @@ def test_bsub_job_id():
         parse_lsf_job_id("Bad resource requirement syntax. Job not submitted.\n")
 
 
-# IBM Spectrum LSF bjobs -o "jobid stat exit_code pend_reason delimiter='|'" -noheader:
-# one line per job, "-" for empty fields; unknown ids go to stderr.
+# IBM Spectrum LSF bjobs -o "jobid stat exit_code exec_host pend_reason delimiter='|'"
+# -noheader: one line per job, "-" for empty fields; unknown ids go to stderr. exec_host
+# is "host" or "n*host:m*host2" for a job spread over hosts.
 BJOBS = """\
-1815|RUN|-|-
-1816|PEND|-|Job requirements for reserving resources (mem) not satisfied: 2 hosts;
-1817|DONE|-|-
-1818|EXIT|3|-
-1819|EXIT|130|-
-1820|PSUSP|-|The job was suspended by user;
-1821|UNKWN|-|-
+1815|RUN|-|node07|-
+1816|PEND|-|-|Job requirements for reserving resources (mem) not satisfied: 2 hosts;
+1817|DONE|-|node07|-
+1818|EXIT|3|2*node08:2*node09|-
+1819|EXIT|130|-|-
+1820|PSUSP|-|-|The job was suspended by user;
+1821|UNKWN|-|-|-
 """
 
 
 def test_bjobs():
     jobs = parse_bjobs(BJOBS)
     assert jobs == {
-        "1815": JobInfo(Phase.RUNNING, "RUN"),
+        "1815": JobInfo(Phase.RUNNING, "RUN", node="node07"),
         "1816": JobInfo(
             Phase.PENDING,
             "PEND",
             "Job requirements for reserving resources (mem) not satisfied: 2 hosts",
         ),
-        "1817": JobInfo(Phase.GONE, "DONE", exit_code=0),
-        "1818": JobInfo(Phase.GONE, "EXIT", exit_code=3),
+        "1817": JobInfo(Phase.GONE, "DONE", exit_code=0, node="node07"),
+        "1818": JobInfo(Phase.GONE, "EXIT", exit_code=3, node="node08"),
         "1819": JobInfo(Phase.GONE, "EXIT", signal=2),
         "1820": JobInfo(Phase.PENDING, "PSUSP", "The job was suspended by user"),
         "1821": JobInfo(Phase.RUNNING, "UNKWN"),

@@ -88,6 +88,56 @@ def test_string_and_bool_messages():
     assert String("image").default == "" and Bool("gpu").default is False
 
 
+# The billion-laughs shape (9 lines of 9 references: 9**9 strings from ~500 bytes).
+ALIAS_BOMB = "a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+    f"{new}: &{new} [{', '.join([f'*{old}'] * 9)}]\n"
+    for old, new in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (ALIAS_BOMB, "environment: YAML anchors and aliases (& and *) are not allowed"),
+        ("A: &x 1\nB: *x", "environment: YAML anchors and aliases (& and *) are not allowed"),
+        ("A: !!binary aGk=", "environment: YAML tags (!...) are not allowed"),
+        ("A: [1, 2]", "environment: values must be single values (text, numbers, true/false)"),
+        ("A:\n  B: 1", "environment: values must be single values (text, numbers, true/false)"),
+        ({"A": [1]}, "environment: the value of A must be a single value"),
+        ({"A": {"B": 1}}, "environment: the value of A must be a single value"),
+        ("A: 2026-01-01", "environment: the value of A must be a single value"),
+        ("x: 1\n" * 300, "environment may have at most 256 entries"),
+        ({f"K{i}": 1 for i in range(257)}, "environment may have at most 256 entries"),
+        ({"K" * 257: 1}, "environment: the name 'KKKK"),
+        ({"A": "v" * 16385}, "environment: the value of A is longer than 16384 characters"),
+        ({f"K{i}": "v" * 16000 for i in range(5)}, "environment is too large: at most 64 KiB"),
+        ("A: " + "v" * 70000, "environment is too large: at most 64 KiB"),
+    ],
+)
+def test_mapping_refuses_hostile_values_quickly(value, expected):
+    env = Mapping("environment")
+    assert message(env, value).startswith(expected)
+    # the same message from a field rebuilt from the service's rich spec (the client's
+    # and the widgets' field) and from a client field given the caps
+    rebuilt = Field.from_spec(env.rich_spec())
+    assert (rebuilt.max_bytes, rebuilt.max_entries) == (64 * 1024, 256)
+    assert message(rebuilt, value) == message(env, value)
+
+
+def test_mapping_caps_are_set_per_field_and_travel_in_the_rich_spec_only():
+    env = Mapping("environment", max_entries=2, max_bytes=100, max_key_length=4)
+    assert env.spec()["spec"] == {"type": "mapping"}  # the official client takes no caps
+    rich = env.rich_spec()["spec"]
+    assert rich["max_entries"] == 2 and rich["max_bytes"] == 100
+    client_side = Options._from_spec([env.rich_spec()])
+    with pytest.raises(ValueError, match="environment may have at most 2 entries"):
+        client_side.environment = {"A": 1, "B": 2, "C": 3}
+    with pytest.raises(ValueError, match="the name 'LONGER'... is longer than 4 characters"):
+        client_side.environment = "LONGER: 1"
+    client_side.environment = "A: 1\nB: 2"
+    assert client_side.environment == {"A": 1, "B": 2}
+
+
 def test_mapping_accepts_dicts_and_yaml():
     env = Mapping("environment")
     assert env.default == {}
@@ -103,7 +153,7 @@ def test_mapping_accepts_dicts_and_yaml():
         "environment must be a mapping of names to values, got a string"
     )
     assert message(env, {1: "x"}) == "environment: every name must be a string, got 1"
-    bad_yaml = message(env, "A: [1, 2\nB: 3")
+    bad_yaml = message(env, "A: b: c")
     assert bad_yaml.startswith("environment is not valid YAML at line")
     assert "NAME: value" in bad_yaml
 
@@ -224,9 +274,8 @@ def _accepts(validate, value):
 
 
 def test_official_client_reads_our_spec_and_validates_the_same():
-    spec = json.loads(json.dumps(OptionSet(*ALL_FIELDS).rich_spec()))
-    for entry in spec:
-        entry.pop("help")  # the official client only gets the v1 spec (api/v1/options)
+    # the official client only gets the v1 spec (api/v1/options)
+    spec = json.loads(json.dumps(OptionSet(*ALL_FIELDS).spec()))
     theirs = official_client.Options._from_spec(spec)
     ours = Options._from_spec(spec)
     assert dict(theirs) == dict(ours)
