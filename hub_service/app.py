@@ -30,13 +30,12 @@ from ..options import OptionSet
 from ..spawners.base import Backend
 from . import api_hubgate, api_v1
 from .agent_socket import AgentSocket
-from .auth import ADMIN_SCOPE, Authenticator, HubgateHubAuth, Unauthorized
-from .dashboard_proxy import (
-    AUTHORIZE_SETTING,
-    TARGET_SETTING,
-    check_dashboard_access,
-    dashboard_routes,
-)
+from .auth import ADMIN_SCOPE, Authenticator, HubgateHubAuth
+from .dashboard_app import DashboardAccess, make_dashboard_app
+from .dashboard_entry import ENTRY_SETTING, DashboardEntry, entry_routes
+from .dashboard_origin import DashboardOrigin
+from .dashboard_proxy import check_dashboard_access
+from .dashboard_sessions import DashboardGrant, DashboardSessions
 from .errors import ServiceError
 from .fd_limit import raise_open_files_limit
 from .handlers_base import NotFoundHandler, OAuthCallbackHandler
@@ -365,6 +364,45 @@ class HubgateService(Application):
         token-authenticated request (saves clients the 401 round trip).""",
     )
 
+    dashboard_url = Unicode(
+        "",
+        config=True,
+        help="""The origin that serves the cluster dashboards, as browsers reach it: never
+        the hub's own, so that a page a user's scheduler serves cannot act with the
+        viewer's hub login. With {cluster} at the start of the host name
+        (https://{cluster}.dask.example.org: wildcard DNS and certificate) every cluster
+        gets an origin of its own, the safest choice; without it
+        (https://dask.example.org) all dashboards share one origin, where one user's
+        dashboard page can read another's that the same browser has open. Dashboards are
+        at /clusters/<name>/ on it; the service's own <prefix>clusters/<name>/ links (the
+        ones dask-gateway's client shows) send the viewer there. Route it to
+        dashboard_bind_address. Empty: no dashboards.""",
+    )
+
+    @validate("dashboard_url")
+    def _dashboard_origin(self, proposal: Any) -> str:
+        if proposal["value"]:
+            DashboardOrigin.parse(proposal["value"])
+        return proposal["value"]
+
+    dashboard_bind_address = Unicode(
+        "127.0.0.1:8790",
+        config=True,
+        help="""host:port the dashboard listener binds (a second HTTP server of the
+        service, for dashboard_url; used only when dashboard_url is set). Put it behind
+        the same TLS terminator as the hub, with the dashboard_url host(s) routed to it
+        and their Host header kept.""",
+    )
+
+    dashboard_session_max_age = Float(
+        12 * 3600.0,
+        config=True,
+        help="""Seconds a browser's session on a dashboard lasts before the viewer must
+        come through the hub again. Access is re-checked with every request meanwhile
+        (the cluster still runs; the viewer's hub login still valid and, for an admin
+        viewing another user's cluster, still an admin).""",
+    )
+
     max_json_body_size = Integer(
         1024 * 1024,
         config=True,
@@ -538,10 +576,12 @@ class HubgateService(Application):
         )
         await self.manager.start()
 
+        self.dashboard_sessions = DashboardSessions(session_lifetime=self.dashboard_session_max_age)
         self.web_app = self._make_web_app()
         url = urlparse(self.service_url)
         self.http_server = HTTPServer(self.web_app, xheaders=True, max_body_size=self.max_body_size)
         self.http_server.listen(url.port or 80, url.hostname or "127.0.0.1")
+        self._start_dashboard_listener()
         self.log.info(
             "hubgate %s: service at %s%s, scheduler proxy at %s, backend %s",
             __version__,
@@ -566,7 +606,7 @@ class HubgateService(Application):
     def _make_web_app(self) -> TornadoApplication:
         prefix = self.service_prefix
         handlers: list[Any] = []
-        handlers += dashboard_routes(prefix)
+        handlers += entry_routes(prefix)
         handlers += api_v1.routes(prefix)
         handlers += api_hubgate.routes(prefix)
         handlers += [
@@ -581,12 +621,70 @@ class HubgateService(Application):
             hub_auth=self.hub_auth,
             cookie_secret=self._cookie_secret(),
             login_url=self.hub_auth.login_url,
-            **{
-                TARGET_SETTING: self._dashboard_target,
-                AUTHORIZE_SETTING: self._authorize_dashboard,
-            },
+            **{ENTRY_SETTING: self._dashboard_entry()},
             websocket_ping_interval=30,
         )
+
+    # --- dashboards ----------------------------------------------------------------------
+
+    def _dashboard_origin(self) -> DashboardOrigin | None:
+        return DashboardOrigin.parse(self.dashboard_url) if self.dashboard_url else None
+
+    def _dashboard_entry(self) -> DashboardEntry:
+        return DashboardEntry(
+            origin=self._dashboard_origin(),
+            sessions=self.dashboard_sessions,
+            authenticate=self.authenticator.authenticate,
+            owner_of=self._running_owner,
+            came_over_https=self.authenticator.came_over_https,
+        )
+
+    def _start_dashboard_listener(self) -> None:
+        origin = self._dashboard_origin()
+        if origin is None:
+            self.log.warning(
+                "No dashboard origin (HubgateService.dashboard_url): dashboards are off"
+            )
+            return
+        access = DashboardAccess(
+            target=self._dashboard_target,
+            secret=self._dashboard_secret,
+            recheck=self._recheck_dashboard_grant,
+        )
+        app = make_dashboard_app(origin, self.dashboard_sessions, access)
+        self.dashboard_server = HTTPServer(app, xheaders=True, max_body_size=self.max_body_size)
+        host, port = parse_target(self.dashboard_bind_address)
+        self.dashboard_server.listen(port, host)
+        self.log.info(
+            "Dashboards at %s, listening on %s", self.dashboard_url, self.dashboard_bind_address
+        )
+
+    def _running_owner(self, name: str) -> str | None:
+        cluster = self.manager.clusters.get(name)
+        return cluster.username if cluster and cluster.status is ClusterStatus.RUNNING else None
+
+    def _dashboard_secret(self, name: str) -> str | None:
+        cluster = self.manager.clusters.get(name)
+        return cluster.dashboard_secret if cluster else None
+
+    async def _recheck_dashboard_grant(self, grant: DashboardGrant) -> None:
+        """A dashboard session holds only while the cluster runs and its viewer's hub
+        login is valid and, unless the viewer owns the cluster, an admin's."""
+        owner = self._running_owner(grant.cluster)
+        check_dashboard_access(grant.cluster, owner, grant.viewer, grant.admin)
+        if grant.token is None:
+            if grant.viewer == owner:
+                return  # came with the service's own session: nothing more to ask the hub
+            raise HTTPError(403, "%s", "Open this dashboard again from JupyterHub.")
+        try:
+            user = await self.authenticator.user_for_token(grant.token)
+        except ServiceError as exc:
+            raise HTTPError(exc.status_code, "%s", exc.message) from None
+        if user is None or user.name != grant.viewer:
+            raise HTTPError(
+                403, "%s", "Your JupyterHub login has ended: open the dashboard from the hub again."
+            )
+        check_dashboard_access(grant.cluster, owner, user.name, user.admin)
 
     def _dashboard_target(self, name: str) -> str | None:
         cluster = self.manager.clusters.get(name)
@@ -594,25 +692,12 @@ class HubgateService(Application):
             return None
         return cluster.dashboard_address or None
 
-    async def _authorize_dashboard(self, handler: Any, name: str) -> None:
-        try:
-            user = await self.authenticator.authenticate(handler)
-        except Unauthorized:
-            websocket = handler.request.headers.get("Upgrade", "").lower() == "websocket"
-            if handler.request.method in ("GET", "HEAD") and not websocket:
-                handler.redirect(handler.get_login_url())
-                return
-            raise HTTPError(401, "%s", "Log in to JupyterHub to open this dashboard.") from None
-        except ServiceError as exc:
-            raise HTTPError(exc.status_code, "%s", exc.message) from None
-        cluster = self.manager.clusters.get(name)
-        owner = cluster.username if cluster and cluster.status is ClusterStatus.RUNNING else None
-        check_dashboard_access(name, owner, user.name, user.admin)
-
     async def stop_service(self) -> None:
         self.log.info("hubgate stopping")
         if hasattr(self, "http_server"):
             self.http_server.stop()
+        if hasattr(self, "dashboard_server"):
+            self.dashboard_server.stop()
         if hasattr(self, "manager"):
             if self.stop_clusters_on_shutdown:
                 await asyncio.gather(

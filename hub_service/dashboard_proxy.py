@@ -1,24 +1,30 @@
-"""Authenticated reverse proxy for the cluster dashboards.
+"""Authenticated reverse proxy for the cluster dashboards, on the dashboard origin.
 
-Mounted at ``<service prefix>clusters/<name>/...``. Every request (HTTP and websocket)
-is authorised first, then forwarded **with its full path unchanged** to the dashboard of
-the cluster's scheduler: the scheduler runs its dashboard with ``http_prefix`` set to the
-public path ``<service prefix>clusters/<name>``, so Bokeh's absolute URLs and its
+Mounted at ``/clusters/<name>/...`` of the dashboard listener (``dashboard_app.py``),
+never on the service's origin. Every request (HTTP and websocket) is authorised first,
+then forwarded **with its path unchanged** to the dashboard of the cluster's scheduler,
+which runs with ``http_prefix=/clusters/<name>``, so Bokeh's absolute URLs and its
 websocket path are right without any rewriting.
 
-The handlers take two callables from the tornado application settings:
+The handlers take callables from the tornado application settings:
 
 ``settings["hubgate_dashboard_target"](name) -> str | None``
     ``http://host:port`` of the dashboard of a RUNNING cluster, else ``None``.
-``settings["hubgate_dashboard_authorize"](handler, name) -> Awaitable[None]``
-    returns when the request may pass; raises ``tornado.web.HTTPError`` (401/403/404) or
-    redirects the browser to the login page (``handler.finish()`` called) otherwise.
-    :func:`hub_dashboard_authorizer` builds one on JupyterHub's ``HubOAuth``; the rule
-    itself is :func:`check_dashboard_access`.
+``settings["hubgate_dashboard_authorize"](handler, name) -> Awaitable[str | None]``
+    returns when the request may pass, with the origin allowed to embed the page
+    (``None``: none); raises ``tornado.web.HTTPError`` (401/403/404) otherwise, or
+    answers itself (``handler.finish()`` called). The rule is
+    :func:`check_dashboard_access`.
+``settings["hubgate_dashboard_secret"](name) -> str | None`` (optional)
+    the cluster's dashboard secret, sent to the scheduler in ``X-Hubgate-Dashboard-Secret``
+    (``hubgate/dashboard_guard.py``: the scheduler refuses requests without it).
 
-The hub's credentials never reach the scheduler: the ``Cookie`` and ``Authorization``
-headers are dropped, since the dashboard is the cluster owner's process and an admin's
-cookie must not leak to it.
+What the scheduler answers is the cluster owner's content, hostile as far as the viewer
+is concerned: its ``Set-Cookie`` headers are dropped, and every answer gets a content
+security policy (:data:`CONTENT_SECURITY_POLICY`) that keeps it from being framed by
+anything but the hub's origin, posting forms or connecting anywhere but its own origin.
+The viewer's credentials never reach the scheduler: ``Cookie`` and ``Authorization``
+are dropped.
 """
 
 from __future__ import annotations
@@ -29,14 +35,16 @@ import json
 import logging
 import re
 import weakref
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
-from jupyterhub.services.auth import HubOAuth, HubOAuthenticated, UserNotAllowed
 from tornado import httputil, routing, web, websocket
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
+
+from ..dashboard_guard import SECRET_HEADER
 
 __all__ = [
     "DashboardAuthorize",
@@ -44,17 +52,19 @@ __all__ = [
     "DashboardTarget",
     "DashboardWebSocketProxyHandler",
     "check_dashboard_access",
+    "content_security_policy",
     "dashboard_routes",
-    "hub_dashboard_authorizer",
 ]
 
 log = logging.getLogger("hubgate.dashboard_proxy")
 
 DashboardTarget = Callable[[str], "str | None"]
-DashboardAuthorize = Callable[[web.RequestHandler, str], Awaitable[None]]
+DashboardAuthorize = Callable[[web.RequestHandler, str], Awaitable["str | None"]]
+DashboardSecret = Callable[[str], "str | None"]
 
 TARGET_SETTING = "hubgate_dashboard_target"
 AUTHORIZE_SETTING = "hubgate_dashboard_authorize"
+SECRET_SETTING = "hubgate_dashboard_secret"
 
 # RFC 9110 §7.6.1 hop-by-hop headers, plus the ones a proxy must own itself.
 HOP_BY_HOP = frozenset(
@@ -72,8 +82,27 @@ HOP_BY_HOP = frozenset(
         "Upgrade",
     )
 )
-# Credentials for the hub/service: never forwarded to the user's scheduler.
-HUB_CREDENTIALS = frozenset(("cookie", "authorization"))
+# The viewer's credentials: never forwarded to the user's scheduler. The secret header
+# is the proxy's alone to set.
+HUB_CREDENTIALS = frozenset(("cookie", "authorization", SECRET_HEADER.lower()))
+# Never passed from the scheduler to the browser: a dashboard sets no cookie.
+UPSTREAM_DROPPED = frozenset(("set-cookie", "set-cookie2"))
+# Bokeh runs inline scripts and builds functions at run time ('unsafe-eval'), draws on
+# canvases from blob: and data: images and styles itself inline; nothing else is needed
+# from anywhere but the dashboard's own origin (its websocket included).
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; "
+    "script-src 'self' 'unsafe-inline' 'unsafe-eval'; "
+    "style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data: blob:; "
+    "font-src 'self' data:; "
+    "connect-src 'self'; "
+    "worker-src 'self' blob:; "
+    "object-src 'none'; "
+    "base-uri 'self'; "
+    "form-action 'self'; "
+    "frame-ancestors {frame_ancestors}"
+)
 # We read the whole request before the upstream could answer "100 Continue".
 NOT_FORWARDED = frozenset(("expect",))
 # Negotiated per hop by tornado's websocket code on each side.
@@ -131,54 +160,19 @@ def check_dashboard_access(
         )
 
 
-def hub_dashboard_authorizer(
-    owner_of: Callable[[str], str | None],
-    is_admin: Callable[[Mapping[str, Any]], bool] = lambda user: bool(user.get("admin")),
-) -> DashboardAuthorize:
-    """An authorize callable that identifies the viewer with JupyterHub (``HubOAuth``).
-
-    ``owner_of(name)`` gives the owner of a running cluster, or ``None``. A browser
-    without credentials is redirected to the hub's OAuth login (GET/HEAD only); other
-    requests get 401. A cookie-authenticated request that changes state must carry the
-    hub's XSRF token (``HubOAuth`` refuses the cookie otherwise).
-    """
-
-    async def authorize(handler: web.RequestHandler, name: str) -> None:
-        if not isinstance(handler, HubOAuthenticated):
-            raise TypeError("hub_dashboard_authorizer needs a HubOAuthenticated handler")
-        user = await handler.hub_auth.get_user(handler, sync=False)
-        if not user:
-            websocket_upgrade = isinstance(handler, websocket.WebSocketHandler)
-            if handler.request.method in ("GET", "HEAD") and not websocket_upgrade:
-                handler.redirect(handler.get_login_url())
-                return
-            raise web.HTTPError(401, "%s", "Log in to JupyterHub to open this dashboard.")
-        try:
-            handler.check_hub_user(user)
-        except UserNotAllowed:
-            raise web.HTTPError(
-                403,
-                "%s",
-                "Your hub account is not allowed to use this service; ask an admin for "
-                "the access:services scope.",
-            ) from None
-        check_dashboard_access(name, owner_of(name), user["name"], is_admin(user))
-
-    return authorize
+def content_security_policy(embedder: str | None) -> str:
+    """The policy of every proxied answer; ``embedder`` is the one origin that may frame
+    it (the hub's, for JupyterLab's dashboard panes), else none may."""
+    return CONTENT_SECURITY_POLICY.format(frame_ancestors=embedder or "'none'")
 
 
-class _DashboardMixin(HubOAuthenticated):
+class _DashboardMixin:
     """Authorisation, target lookup, header building and error pages for both handlers."""
 
     request: httputil.HTTPServerRequest
     settings: dict[str, Any]
     path_kwargs: dict[str, str]
-
-    def initialize(self) -> None:
-        # Use the app's HubOAuth when it provides one, else jupyterhub's singleton.
-        hub_auth = self.settings.get("hub_auth")
-        if isinstance(hub_auth, HubOAuth):
-            self.hub_auth = hub_auth
+    _embedder: str | None = None
 
     @property
     def cluster_name(self) -> str:
@@ -187,7 +181,7 @@ class _DashboardMixin(HubOAuthenticated):
     async def _authorize_and_find_target(self) -> str | None:
         """The upstream ``http://host:port``, or ``None`` once a redirect was sent."""
         name = self.cluster_name
-        await self.settings[AUTHORIZE_SETTING](self, name)
+        self._embedder = await self.settings[AUTHORIZE_SETTING](self, name)
         if self._finished:  # type: ignore[attr-defined]
             return None
         target = self.settings[TARGET_SETTING](name)
@@ -210,7 +204,18 @@ class _DashboardMixin(HubOAuthenticated):
         headers["X-Forwarded-For"] = f"{forwarded_for}, {remote}" if forwarded_for else remote
         headers["X-Forwarded-Proto"] = incoming.get("X-Forwarded-Proto", self.request.protocol)
         headers["X-Forwarded-Host"] = incoming.get("X-Forwarded-Host", self.request.host)
+        secret_of: DashboardSecret | None = self.settings.get(SECRET_SETTING)
+        secret = secret_of(self.cluster_name) if secret_of else None
+        if secret:
+            headers[SECRET_HEADER] = secret
         return headers
+
+    def _set_policy_headers(self) -> None:
+        set_header = self.set_header  # type: ignore[attr-defined]
+        set_header("Content-Security-Policy", content_security_policy(self._embedder))
+        set_header("X-Content-Type-Options", "nosniff")
+        # The dashboard's URLs stay on its origin.
+        set_header("Referrer-Policy", "same-origin")
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         message = self._reason
@@ -223,10 +228,11 @@ class _DashboardMixin(HubOAuthenticated):
             self.finish(json.dumps({"error": message}))
             return
         self.set_header("Content-Type", "text/html; charset=UTF-8")
-        self.finish(_error_page(status_code, self._reason, message))
+        self.set_header("Content-Security-Policy", content_security_policy(None))
+        self.finish(error_page(status_code, self._reason, message))
 
 
-def _error_page(status_code: int, reason: str, message: str) -> str:
+def error_page(status_code: int, reason: str, message: str) -> str:
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>{status_code} {html.escape(reason)}</title>"
@@ -266,22 +272,11 @@ class DashboardHTTPProxyHandler(_DashboardMixin, web.RequestHandler):
     _body_queue: asyncio.Queue[bytes | None] | None = None
     _upstream: asyncio.Task[None] | None = None
 
-    def check_xsrf_cookie(self) -> None:
-        # Tornado would call this before prepare() when the app enables ``xsrf_cookies``,
-        # i.e. before we know whether a token authenticates the request. HubOAuth checks
-        # XSRF itself for cookie-authenticated state-changing requests during authorize.
-        if getattr(self, "_hubgate_authorizing", False):
-            super().check_xsrf_cookie()
-
     def compute_etag(self) -> None:
         return None  # the upstream's validators pass through untouched
 
     async def prepare(self) -> None:
-        self._hubgate_authorizing = True
-        try:
-            target = await self._authorize_and_find_target()
-        finally:
-            self._hubgate_authorizing = False
+        target = await self._authorize_and_find_target()
         if target is None:
             return
         has_body = "Content-Length" in self.request.headers or (
@@ -360,9 +355,11 @@ class DashboardHTTPProxyHandler(_DashboardMixin, web.RequestHandler):
             token.strip().lower()
             for token in self._upstream_headers_in.get("Connection", "").split(",")
         }
+        dropped = HOP_BY_HOP | UPSTREAM_DROPPED | connection_tokens
         for key, value in self._upstream_headers_in.get_all():
-            if key.lower() not in HOP_BY_HOP and key.lower() not in connection_tokens:
+            if key.lower() not in dropped:
                 self.add_header(key, value)
+        self._set_policy_headers()
 
     def _on_upstream_chunk(self, chunk: bytes) -> Awaitable[None] | None:
         stream = getattr(self.request.connection, "stream", None)
@@ -398,7 +395,20 @@ class DashboardWebSocketProxyHandler(_DashboardMixin, websocket.WebSocketHandler
     def max_message_size(self) -> int:
         return MAX_WEBSOCKET_MESSAGE
 
+    def check_origin(self, origin: str) -> bool:
+        # Only the dashboard's own pages: the browser's Origin must be this very origin
+        # (host and port), never another cluster's or the hub's.
+        parsed = urlsplit(origin)
+        return parsed.scheme in ("http", "https") and (
+            parsed.netloc.lower() == self.request.host.lower()
+        )
+
     async def get(self, *args: Any, **kwargs: Any) -> None:
+        origin = self.request.headers.get("Origin")
+        if origin is not None and not self.check_origin(origin):
+            raise web.HTTPError(
+                403, "%s", "Dashboard websockets open only from the dashboard's own pages."
+            )
         target = await self._authorize_and_find_target()
         if target is None:
             return
@@ -476,17 +486,18 @@ class _WebSocketUpgrade(routing.Matcher):
         return self.path.match(request)
 
 
-def dashboard_path_pattern(service_prefix: str) -> str:
+def dashboard_path_pattern(prefix: str = "/") -> str:
     """``<prefix>clusters/(?P<name>[^/]+)(?P<path>/.*)?$``"""
-    return re.escape(service_prefix.rstrip("/") + "/") + r"clusters/(?P<name>[^/]+)(?P<path>/.*)?$"
+    return re.escape(prefix.rstrip("/") + "/") + r"clusters/(?P<name>[^/]+)(?P<path>/.*)?$"
 
 
-def dashboard_routes(service_prefix: str) -> list[routing.Rule]:
-    """Tornado rules for the proxy; add them to the application's handlers.
+def dashboard_routes(prefix: str = "/") -> list[routing.Rule]:
+    """Tornado rules for the proxy at ``<prefix>clusters/<name>/...`` (the dashboard
+    origin uses ``/``); add them to the application's handlers.
 
     The websocket rule comes first and matches only upgrade requests.
     """
-    path = routing.PathMatches(dashboard_path_pattern(service_prefix))
+    path = routing.PathMatches(dashboard_path_pattern(prefix))
     return [
         routing.Rule(_WebSocketUpgrade(path, upgrade=True), DashboardWebSocketProxyHandler),
         routing.Rule(_WebSocketUpgrade(path, upgrade=False), DashboardHTTPProxyHandler),

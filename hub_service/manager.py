@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..cluster_process import AGENT_CA_FILE
+from ..dashboard_guard import DASHBOARD_SECRET_FILE, dashboard_prefix
 from ..spawners.base import Backend, BackendError, Phase, ProcessSpec, ProcessStatus
 from .cluster_config import ClusterConfig
 from .culling import adaptive_workers, idle_stop_reason, lease_stop_reason
@@ -211,6 +212,7 @@ class ClusterManager:
             config=config,
             token=secrets.token_urlsafe(32),
             credentials=credentials,
+            dashboard_secret=secrets.token_urlsafe(32),
         )
         cluster.add_event(f"created by {user.name}")
         self.clusters[name] = cluster
@@ -247,10 +249,12 @@ class ClusterManager:
         env = self._base_env(cluster)
         env.update(
             HUBGATE_AGENT_URL=self.settings.agent_url,
-            HUBGATE_DASHBOARD_PREFIX=f"{self.settings.service_prefix.rstrip('/')}/clusters/{cluster.name}",
+            # The path is the same on the dashboard origin (dashboard_app.py).
+            HUBGATE_DASHBOARD_PREFIX=dashboard_prefix(cluster.name),
         )
         files = cluster.credentials.credentials_files("scheduler")
         files["token"] = cluster.token.encode()
+        files[DASHBOARD_SECRET_FILE] = cluster.dashboard_secret.encode()
         if self.settings.agent_ca:
             files[AGENT_CA_FILE] = self.settings.agent_ca
         spec = ProcessSpec(

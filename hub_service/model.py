@@ -97,6 +97,9 @@ class Cluster:
     config: ClusterConfig
     token: str
     credentials: ClusterCredentials
+    # Shown by the service's dashboard proxy to the scheduler's dashboard, which refuses
+    # requests without it (empty: a cluster started before the dashboard checked it).
+    dashboard_secret: str = ""
     status: ClusterStatus = ClusterStatus.PENDING
     reason: str = ""
     created: float = field(default_factory=time.time)

@@ -186,7 +186,13 @@ class ClusterStore:
     # --- conversions ------------------------------------------------------------------
 
     def _to_rows(self, c: Cluster) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        secrets = json.dumps({"token": c.token, "credentials": c.credentials.to_json()})
+        secrets = json.dumps(
+            {
+                "token": c.token,
+                "credentials": c.credentials.to_json(),
+                "dashboard_secret": c.dashboard_secret,
+            }
+        )
         row = {
             "name": c.name,
             "username": c.username,
@@ -233,6 +239,7 @@ class ClusterStore:
             config=ClusterConfig.from_json(r.config),
             token=secrets["token"],
             credentials=ClusterCredentials.from_json(secrets["credentials"]),
+            dashboard_secret=secrets.get("dashboard_secret", ""),
             status=ClusterStatus(r.status),
             reason=r.reason,
             created=r.created,

@@ -21,6 +21,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import sys
 from collections.abc import Mapping
 from contextlib import suppress
@@ -35,6 +36,7 @@ __all__ = [
     "describe_exit",
     "main",
     "read_exit_file",
+    "read_own_file",
     "write_exit_file",
 ]
 
@@ -43,6 +45,8 @@ ROLES = ("scheduler", "worker")
 AGENT_CA_FILE = "agent-ca.pem"
 EXIT_USAGE = 2  # bad configuration: nothing was started
 EXIT_START_FAILED = 3  # the scheduler or worker did not come up
+# An exit record is a few hundred bytes; anything longer is not one.
+MAX_EXIT_FILE = 64 * 1024
 # How long a closing scheduler or worker may take before we give up waiting for it.
 CLOSE_TIMEOUT = 10.0
 # How long a worker keeps trying to reach its scheduler before it gives up.
@@ -95,7 +99,11 @@ def write_exit_file(path: str | os.PathLike[str], record: ExitRecord) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     data = {"exit_code": record.exit_code, "signal": record.signal, "reason": record.reason}
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # The folder may belong to the process's user and this may run as root: never
+    # follow a link planted there, always write a file of our own.
+    with suppress(FileNotFoundError):
+        os.unlink(tmp)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as f:
         json.dump(data, f)
     os.replace(tmp, path)
@@ -104,7 +112,7 @@ def write_exit_file(path: str | os.PathLike[str], record: ExitRecord) -> None:
 def read_exit_file(path: str | os.PathLike[str]) -> ExitRecord | None:
     """The record at ``path``, or ``None`` when there is none (yet) or it is unreadable."""
     try:
-        data = json.loads(Path(path).read_text())
+        data = json.loads(read_own_file(path, MAX_EXIT_FILE))
         return ExitRecord(
             exit_code=data.get("exit_code"),
             signal=data.get("signal"),
@@ -112,6 +120,17 @@ def read_exit_file(path: str | os.PathLike[str]) -> ExitRecord | None:
         )
     except (OSError, ValueError, AttributeError):
         return None
+
+
+def read_own_file(path: str | os.PathLike[str], limit: int) -> bytes:
+    """At most ``limit`` bytes of the regular file ``path``, not following a symbolic
+    link at its end (a root reader of a user's folder must not read what the user
+    links to) and not blocking on a FIFO. Raises ``OSError`` otherwise."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file")
+        return f.read(limit)
 
 
 def exit_record_from_status(status: int, reason: str = "") -> ExitRecord:
@@ -224,6 +243,19 @@ class ProcessConfig:
         path = self.credentials_dir / AGENT_CA_FILE
         return str(path) if path.is_file() else None
 
+    def read_dashboard_secret(self) -> str | None:
+        """The secret the dashboard requires of every request, or ``None`` when the
+        service gave none (a scheduler started by hand or by an older service)."""
+        from .dashboard_guard import DASHBOARD_SECRET_FILE
+
+        path = self.credentials_dir / DASHBOARD_SECRET_FILE
+        try:
+            return path.read_text().strip() or None
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise ConfigError(f"cannot read the dashboard secret {path}: {exc.strerror}") from None
+
     def read_token(self) -> str:
         try:
             return (self.credentials_dir / "token").read_text().strip()
@@ -286,6 +318,12 @@ async def _run_scheduler(config: ProcessConfig, stop: asyncio.Event) -> str:
         http_prefix=config.dashboard_prefix,
         plugins=plugins,
     )
+    secret = config.read_dashboard_secret()
+    if secret:
+        # Before the first await: no request is served without the check.
+        from .dashboard_guard import require_dashboard_secret
+
+        require_dashboard_secret(scheduler.http_application, secret)
     return await _serve(scheduler, stop, "scheduler")
 
 

@@ -63,6 +63,9 @@ class HubSettings:
     proxy_api_port: int = 8001
     service_port: int = 8789
     scheduler_proxy_port: int = 8786
+    # the dashboard origin's listener: http://{cluster}.localhost:<port> (browsers send
+    # every *.localhost name to loopback), one origin per cluster
+    dashboard_port: int = 8790
     service_name: str = "dask-gateway"
     users: tuple[str, ...] = ("alice", "bob", "admin")
     admins: tuple[str, ...] = ("admin",)
@@ -85,6 +88,7 @@ class HubSettings:
             proxy_api_port=free_port(),
             service_port=free_port(),
             scheduler_proxy_port=free_port(),
+            dashboard_port=free_port(),
             **kwargs,
         )
 
@@ -99,6 +103,14 @@ class HubSettings:
     @property
     def proxy_address(self) -> str:
         return f"gateway://127.0.0.1:{self.scheduler_proxy_port}"
+
+    @property
+    def dashboard_url(self) -> str:
+        """The dashboard origin's template: one origin per cluster."""
+        return f"http://{{cluster}}.localhost:{self.dashboard_port}"
+
+    def dashboard_origin(self, cluster: str) -> str:
+        return self.dashboard_url.replace("{cluster}", cluster)
 
     @property
     def service_url(self) -> str:
@@ -204,6 +216,8 @@ configure_demo(c)
 c.HubgateService.scheduler_proxy_address = "127.0.0.1:{s.scheduler_proxy_port}"
 c.HubgateService.data_dir = "{s.work_dir / "service-data"}"
 c.HubgateService.stop_clusters_on_shutdown = {s.stop_clusters_on_shutdown!r}
+c.HubgateService.dashboard_url = {s.dashboard_url!r}
+c.HubgateService.dashboard_bind_address = "127.0.0.1:{s.dashboard_port}"
 c.LocalBackend.work_dir = "{s.work_dir / "clusters"}"
 {s.hubgate_config_extra}
 """

@@ -1,8 +1,9 @@
 """Fixtures for the dashboard proxy and the clusters page.
 
-A real ``distributed`` scheduler (with its Bokeh dashboard under the public prefix)
-runs in a subprocess; the proxy and page handlers are mounted in a small tornado app
-in the test process with stub settings callables.
+A real ``distributed`` scheduler (with its Bokeh dashboard under ``/clusters/<name>``
+and hubgate's dashboard secret required) runs in a subprocess; the proxy and page
+handlers are mounted in small tornado apps in the test process with stub settings
+callables.
 """
 
 from __future__ import annotations
@@ -23,11 +24,15 @@ import pytest
 from jupyterhub.services.auth import HubOAuth, HubOAuthenticated
 from tornado import httpserver, web, websocket
 
+from hubgate.dashboard_guard import dashboard_prefix
 from hubgate.hub_service.dashboard_proxy import check_dashboard_access, dashboard_routes
 from hubgate.hub_service.pages import page_routes
 
 SERVICE_PREFIX = "/services/dask-gateway/"
 CLUSTER = "c0ffee"
+DASHBOARD = dashboard_prefix(CLUSTER)
+# What the service would give the scheduler and present through the proxy.
+SECRETS = {CLUSTER: "the-c0ffee-secret", "echo": "the-echo-secret"}
 OWNERS = {CLUSTER: "alice", "dead": "alice", "echo": "alice"}
 ADMINS = {"root"}
 CHROMIUM = "/usr/bin/chromium"
@@ -41,24 +46,27 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 
-# Runs in the subprocess: a plain scheduler whose dashboard lives under the public path,
-# exactly as the cluster runtime starts it (HUBGATE_DASHBOARD_PREFIX).
+# Runs in the subprocess: a plain scheduler whose dashboard lives under its prefix and
+# requires the secret, exactly as the cluster runtime starts it (cluster_process.py).
 SCHEDULER_MAIN = """
 import asyncio, json, sys
 import dask
 from distributed import Scheduler
+from hubgate.dashboard_guard import require_dashboard_secret
 
-async def main(prefix):
+async def main(prefix, secret):
     # Also serve the scheduler's JSON API (it has a POST endpoint) under the dashboard.
     routes = dask.config.get("distributed.scheduler.http.routes")
     dask.config.set({"distributed.scheduler.http.routes": [*routes, "distributed.http.scheduler.api"]})
-    async with Scheduler(host="127.0.0.1", port=0, dashboard_address="127.0.0.1:0",
-                         http_prefix=prefix) as scheduler:
+    scheduler = Scheduler(host="127.0.0.1", port=0, dashboard_address="127.0.0.1:0",
+                          http_prefix=prefix)
+    require_dashboard_secret(scheduler.http_application, secret)
+    async with scheduler:
         port = scheduler.http_server.port
         print(json.dumps({"dashboard": f"http://127.0.0.1:{port}"}), flush=True)
         await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
 
-asyncio.run(main(sys.argv[1]))
+asyncio.run(main(sys.argv[1], sys.argv[2]))
 """
 
 
@@ -71,9 +79,8 @@ def free_port() -> int:
 @pytest.fixture(scope="session")
 def dashboard_address() -> Iterator[str]:
     """``http://127.0.0.1:<port>`` of a real scheduler dashboard in a subprocess."""
-    prefix = f"{SERVICE_PREFIX}clusters/{CLUSTER}"
     proc = subprocess.Popen(
-        [sys.executable, "-c", SCHEDULER_MAIN, prefix],
+        [sys.executable, "-c", SCHEDULER_MAIN, DASHBOARD, SECRETS[CLUSTER]],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -98,11 +105,15 @@ def viewer_of(handler: web.RequestHandler) -> str | None:
     return handler.get_cookie("test_user") or handler.request.headers.get("X-Test-User")
 
 
-async def stub_authorize(handler: web.RequestHandler, name: str) -> None:
+EMBEDDER = "http://hub.example.org"
+
+
+async def stub_authorize(handler: web.RequestHandler, name: str) -> str | None:
     viewer = viewer_of(handler)
     if viewer is None:
         raise web.HTTPError(401, "%s", "Log in first.")
     check_dashboard_access(name, OWNERS.get(name), viewer, viewer in ADMINS)
+    return EMBEDDER
 
 
 def make_hub_auth() -> HubOAuth:
@@ -191,16 +202,18 @@ async def echo_address() -> AsyncIterator[str]:
 
 @pytest.fixture(scope="session")
 async def proxy_app(dashboard_address: str, echo_address: str) -> AsyncIterator[ServedApp]:
-    """The proxy handlers mounted under the service prefix, upstream = the real scheduler.
-    Cluster "dead" points at a port nobody listens on, "echo" at the echo server."""
+    """The proxy handlers as the dashboard origin mounts them, upstream = the real
+    scheduler. Cluster "dead" points at a port nobody listens on, "echo" at the echo
+    server."""
     dead = f"http://127.0.0.1:{free_port()}"
     targets = {CLUSTER: dashboard_address, "dead": dead, "echo": echo_address}
     settings = {
         "hubgate_dashboard_target": targets.get,
         "hubgate_dashboard_authorize": stub_authorize,
+        "hubgate_dashboard_secret": SECRETS.get,
         "cookie_secret": "x" * 32,
     }
-    server, url = await serve(dashboard_routes(SERVICE_PREFIX), settings)
+    server, url = await serve(dashboard_routes("/"), settings)
     yield ServedApp(url=url, settings=settings)
     server.stop()
     await asyncio.wait_for(server.close_all_connections(), 30)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import CLUSTER, SERVICE_PREFIX, ServedApp
+from .conftest import DASHBOARD, SERVICE_PREFIX, ServedApp
 
 pytestmark = pytest.mark.slow
 
@@ -25,7 +25,7 @@ async def new_page(browser: Any, app: ServedApp, user: str) -> Any:
 async def test_dashboard_renders_through_the_proxy(browser: Any, proxy_app: ServedApp) -> None:
     page = await new_page(browser, proxy_app, "alice")
     try:
-        response = await page.goto(f"{proxy_app.url}{SERVICE_PREFIX}clusters/{CLUSTER}/status")
+        response = await page.goto(f"{proxy_app.url}{DASHBOARD}/status")
         assert response.status == 200
         # Plots exist only once the Bokeh document arrived over the proxied websocket.
         await page.locator(".bk-Canvas").first.wait_for(state="attached")
@@ -39,7 +39,7 @@ async def test_dashboard_of_another_user_shows_a_message(
 ) -> None:
     page = await new_page(browser, proxy_app, "bob")
     try:
-        response = await page.goto(f"{proxy_app.url}{SERVICE_PREFIX}clusters/{CLUSTER}/status")
+        response = await page.goto(f"{proxy_app.url}{DASHBOARD}/status")
         assert response.status == 403
         assert "belongs to another user" in await page.locator("body").inner_text()
     finally:

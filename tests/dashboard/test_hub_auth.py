@@ -1,5 +1,6 @@
-"""The JupyterHub side of the page and the proxy: a browser without a hub cookie is sent
-to the hub's OAuth login; the access rule in one function."""
+"""The JupyterHub side of the clusters page: a browser without a hub cookie is sent to
+the hub's OAuth login; the dashboard access rule in one function. (The dashboard entry
+on the service's origin is tested end to end: tests/e2e/test_dashboard_origin.py.)"""
 
 from __future__ import annotations
 
@@ -10,35 +11,23 @@ import pytest
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient
 
-from hubgate.hub_service.dashboard_proxy import (
-    check_dashboard_access,
-    dashboard_routes,
-    hub_dashboard_authorizer,
-)
+from hubgate.hub_service.dashboard_proxy import check_dashboard_access
 from hubgate.hub_service.pages import page_routes
 
-from .conftest import OWNERS, SERVICE_PREFIX, make_hub_auth, serve
+from .conftest import SERVICE_PREFIX, make_hub_auth, serve
 
 
 @pytest.fixture
 async def hub_app() -> AsyncIterator[str]:
-    settings = {
-        "hub_auth": make_hub_auth(),
-        "cookie_secret": "z" * 32,
-        "hubgate_dashboard_target": lambda name: None,
-        "hubgate_dashboard_authorize": hub_dashboard_authorizer(OWNERS.get),
-    }
-    server, url = await serve(
-        [*page_routes(SERVICE_PREFIX), *dashboard_routes(SERVICE_PREFIX)], settings
-    )
+    settings = {"hub_auth": make_hub_auth(), "cookie_secret": "z" * 32}
+    server, url = await serve(page_routes(SERVICE_PREFIX), settings)
     yield url
     server.stop()
 
 
-@pytest.mark.parametrize("path", ["", "clusters/c0ffee/status?x=1"])
-async def test_browser_without_cookie_goes_to_hub_login(hub_app: str, path: str) -> None:
+async def test_browser_without_cookie_goes_to_hub_login(hub_app: str) -> None:
     response = await AsyncHTTPClient().fetch(
-        f"{hub_app}{SERVICE_PREFIX}{path}", follow_redirects=False, raise_error=False
+        f"{hub_app}{SERVICE_PREFIX}", follow_redirects=False, raise_error=False
     )
     assert response.code == 302
     location = urlparse(response.headers["Location"])
@@ -49,17 +38,6 @@ async def test_browser_without_cookie_goes_to_hub_login(hub_app: str, path: str)
     assert query["state"]
     # The state cookie remembers where to come back to.
     assert any("state" in c for c in response.headers.get_list("Set-Cookie"))
-
-
-async def test_api_call_without_credentials_is_401(hub_app: str) -> None:
-    response = await AsyncHTTPClient().fetch(
-        f"{hub_app}{SERVICE_PREFIX}clusters/c0ffee/api/v1/retire_workers",
-        method="POST",
-        body=b"{}",
-        raise_error=False,
-    )
-    assert response.code == 401
-    assert b"Log in to JupyterHub" in response.body
 
 
 @pytest.mark.parametrize(

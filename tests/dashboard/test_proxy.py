@@ -12,10 +12,9 @@ import pytest
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HTTPResponse
 from tornado.websocket import WebSocketClientConnection, websocket_connect
 
-from .conftest import CLUSTER, SERVICE_PREFIX, ServedApp
+from .conftest import DASHBOARD, EMBEDDER, SECRETS, ServedApp
 
-DASHBOARD = f"{SERVICE_PREFIX}clusters/{CLUSTER}"
-ECHO = f"{SERVICE_PREFIX}clusters/echo"
+ECHO = "/clusters/echo"
 
 
 async def fetch(
@@ -97,23 +96,21 @@ async def test_no_credentials_is_401(proxy_app: ServedApp) -> None:
 
 @pytest.mark.parametrize("name", ["nosuchcluster", "nosuchcluster/status"])
 async def test_unknown_cluster_is_404_with_a_readable_page(proxy_app: ServedApp, name: str) -> None:
-    response = await fetch(proxy_app, f"{SERVICE_PREFIX}clusters/{name}", user="root")
+    response = await fetch(proxy_app, f"/clusters/{name}", user="root")
     assert response.code == 404
     assert b"no running cluster named &#x27;nosuchcluster&#x27;" in response.body
     assert b"Traceback" not in response.body
 
 
 async def test_dead_upstream_is_502(proxy_app: ServedApp) -> None:
-    response = await fetch(proxy_app, f"{SERVICE_PREFIX}clusters/dead/status")
+    response = await fetch(proxy_app, "/clusters/dead/status")
     assert response.code == 502
     assert b"is not answering" in response.body
     assert b"Traceback" not in response.body
-    post = await fetch(
-        proxy_app, f"{SERVICE_PREFIX}clusters/dead/api", method="POST", body=b"x" * 100
-    )
+    post = await fetch(proxy_app, "/clusters/dead/api", method="POST", body=b"x" * 100)
     assert post.code == 502
     with pytest.raises(HTTPClientError) as failed:
-        await connect_ws(proxy_app, f"{SERVICE_PREFIX}clusters/dead/status/ws")
+        await connect_ws(proxy_app, "/clusters/dead/status/ws")
     assert failed.value.code == 502
 
 
@@ -180,6 +177,7 @@ async def test_request_details_pass_through(proxy_app: ServedApp) -> None:
             "X-Custom": "kept",
             "Connection": "keep-alive, X-Hop",
             "X-Hop": "dropped",
+            "X-Hubgate-Dashboard-Secret": "a guess",
         },
     )
     assert response.code == 200, response.body
@@ -194,9 +192,13 @@ async def test_request_details_pass_through(proxy_app: ServedApp) -> None:
     assert headers["x-forwarded-proto"] == "http"
     assert headers["x-forwarded-host"] == proxy_app.url.removeprefix("http://")
     assert headers["host"] == proxy_app.url.removeprefix("http://")
-    # The hub's credentials and hop-by-hop headers stay on this side.
+    # The viewer's credentials and hop-by-hop headers stay on this side; the secret is
+    # the proxy's, whatever the browser sent.
     for dropped in ("cookie", "authorization", "x-hop"):
         assert dropped not in headers
+    assert [v for k, v in echoed["headers"] if k == "x-hubgate-dashboard-secret"] == [
+        SECRETS["echo"]
+    ]
 
 
 async def test_chunked_post_body_streams_through(proxy_app: ServedApp) -> None:
@@ -213,13 +215,22 @@ async def test_chunked_post_body_streams_through(proxy_app: ServedApp) -> None:
     assert echoed["body_sha256"] == hashlib.sha256(b"".join(chunks)).hexdigest()
 
 
-async def test_responses_pass_through_unchanged(proxy_app: ServedApp) -> None:
+async def test_responses_pass_through_without_cookies_and_with_a_policy(
+    proxy_app: ServedApp,
+) -> None:
     redirect = await fetch(proxy_app, f"{ECHO}/redirect")
     assert redirect.code == 302
     assert redirect.headers["Location"] == "/somewhere/else?x=1"
 
+    # A dashboard is the cluster owner's content: it sets no cookie in the viewer's
+    # browser, and cannot be framed but by the hub nor post forms elsewhere.
     cookies = await fetch(proxy_app, f"{ECHO}/cookies")
-    assert cookies.headers.get_list("Set-Cookie") == ["a=1; Path=/", "b=2; Path=/"]
+    assert cookies.code == 200
+    assert cookies.headers.get_list("Set-Cookie") == []
+    policy = cookies.headers["Content-Security-Policy"]
+    assert f"frame-ancestors {EMBEDDER}" in policy
+    assert "form-action 'self'" in policy and "base-uri 'self'" in policy
+    assert "connect-src 'self'" in policy
 
     chunks: list[bytes] = []
     big = await fetch(proxy_app, f"{ECHO}/big", streaming_callback=chunks.append)
@@ -243,3 +254,31 @@ async def test_websocket_text_binary_and_close_code(proxy_app: ServedApp) -> Non
     assert await ws.read_message() is None
     assert ws.close_code == 4001
     assert ws.close_reason == "done here"
+
+
+async def test_the_scheduler_refuses_requests_without_the_secret(
+    proxy_app: ServedApp, dashboard_address: str
+) -> None:
+    client = AsyncHTTPClient()
+    for headers in ({}, {"X-Hubgate-Dashboard-Secret": "a guess"}):
+        direct = await client.fetch(
+            f"{dashboard_address}{DASHBOARD}/health", headers=headers, raise_error=False
+        )
+        assert direct.code == 403
+    with pytest.raises(HTTPClientError) as refused:
+        await websocket_connect(f"ws{dashboard_address[4:]}{DASHBOARD}/status/ws")
+    assert refused.value.code == 403
+    # The proxy presents it.
+    health = await fetch(proxy_app, f"{DASHBOARD}/health")
+    assert (health.code, health.body) == (200, b"ok")
+
+
+async def test_websocket_from_another_origin_is_refused(proxy_app: ServedApp) -> None:
+    request = HTTPRequest(
+        "ws" + proxy_app.url[len("http") :] + f"{ECHO}/ws",
+        headers={"X-Test-User": "alice", "Origin": "http://elsewhere.example.org"},
+        request_timeout=60,
+    )
+    with pytest.raises(HTTPClientError) as refused:
+        await websocket_connect(request)
+    assert refused.value.code == 403
