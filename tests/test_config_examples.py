@@ -61,3 +61,34 @@ def test_generate_config_documents_every_option(capsys) -> None:  # type: ignore
     text = capsys.readouterr().out
     for name in ("db_url", "cluster_options", "user_limits", "scheduler_proxy_address"):
         assert f"c.HubgateService.{name}" in text
+
+
+def test_admin_powers_are_the_custom_scope_granted_by_a_role() -> None:
+    from hubgate.hub_service.auth import ADMIN_SCOPE
+
+    c, _ = _run(CONFIG / "jupyterhub_config.py")
+    assert ADMIN_SCOPE.startswith("custom:")  # JupyterHub's rule for custom scopes
+    assert c.JupyterHub.custom_scopes[ADMIN_SCOPE]["description"]
+    (role,) = [r for r in c.JupyterHub.load_roles if ADMIN_SCOPE in r["scopes"]]
+    assert role["scopes"] == [ADMIN_SCOPE] and role["groups"]
+    # the clusters page's login may carry it; a notebook server's token never does
+    assert c.JupyterHub.services[0]["oauth_client_allowed_scopes"] == [ADMIN_SCOPE]
+    assert ADMIN_SCOPE not in c.Spawner.server_token_scopes
+    hubgate, _ = _run(CONFIG / "hubgate_config.py")
+    assert HubgateService(config=hubgate).admin_scope == ADMIN_SCOPE
+    assert "admin_groups" not in hubgate.HubgateService
+
+    values = yaml.safe_load((CONFIG / "kubernetes" / "values.yaml").read_text())["hub"]
+    assert ADMIN_SCOPE in values["config"]["JupyterHub"]["custom_scopes"]
+    assert values["loadRoles"]["hubgate-admin"]["scopes"] == [ADMIN_SCOPE]
+    assert values["services"]["dask-gateway"]["oauth_client_allowed_scopes"] == [ADMIN_SCOPE]
+    assert ADMIN_SCOPE not in values["loadRoles"]["server"]["scopes"]
+
+
+def test_batch_and_kubernetes_agents_report_over_tls() -> None:
+    for path in (
+        CONFIG / "slurm" / "hubgate_config.py",
+        CONFIG / "kubernetes" / "hubgate_config.py",
+    ):
+        c, _ = _run(path)
+        assert c.HubgateService.agent_url.startswith("wss://"), path
