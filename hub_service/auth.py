@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from jupyterhub.services.auth import HubOAuth, check_scopes
-from jupyterhub.utils import url_path_join
+from jupyterhub.utils import get_browser_protocol, url_path_join
 from tornado.httpclient import HTTPClientError
 from tornado.web import HTTPError, RequestHandler
 
@@ -241,16 +241,10 @@ class Authenticator:
         )
 
     def came_over_https(self, handler: RequestHandler) -> bool:
-        """Whether the browser or client used https to reach the hub."""
-        request = handler.request
-        if self.secure_cookies or request.protocol == "https":
-            return True
-        # request.protocol (xheaders) reads only the last hop, and the hub's proxy
-        # appends its own "http" behind a TLS terminator: any https hop counts. A
-        # client that lies only makes its own cookie Secure.
-        hops = ",".join(request.headers.get_list("X-Forwarded-Proto"))
-        hops += "," + ",".join(request.headers.get_list("X-Scheme"))
-        return "https" in {hop.strip().lower() for hop in hops.split(",")}
+        """Whether the browser or client used https to reach the hub: the hub's public
+        URL says so, or the outermost proxy hop does (as for the hub's own cookies; a
+        client that lies only makes its own cookie Secure)."""
+        return self.secure_cookies or get_browser_protocol(handler.request) == "https"
 
     def _purge_sessions(self) -> None:
         now = time.monotonic()
