@@ -92,3 +92,23 @@ def test_batch_and_kubernetes_agents_report_over_tls() -> None:
     ):
         c, _ = _run(path)
         assert c.HubgateService.agent_url.startswith("wss://"), path
+
+
+def test_admin_groups_is_ignored_with_a_warning_that_names_the_scope() -> None:
+    import logging
+
+    records: list[logging.LogRecord] = []
+    c = Config()
+    c.HubgateService.admin_groups = ["hpc-support"]
+    app = HubgateService()
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    app.log.addHandler(handler)
+    try:
+        app.update_config(c)
+    finally:
+        app.log.removeHandler(handler)
+    (record,) = [r for r in records if r.levelno == logging.WARNING]
+    message = record.getMessage()
+    assert "admin_groups = ['hpc-support'] is ignored" in message
+    assert "custom:hubgate:admin" in message and "'groups': ['hpc-support']" in message
