@@ -114,3 +114,24 @@ async def test_hubgate_config_offers_the_2i2c_options(monkeypatch: pytest.Monkey
         ]
     )
     assert config.KubernetesBackend.namespace == "jhub"
+
+
+def test_network_policy_admits_only_the_service_and_cluster_pods() -> None:
+    from hubgate.spawners.kube_objects import LABEL_ROLE
+
+    [policy] = [d for d in manifests() if d["kind"] == "NetworkPolicy"]
+    [deployment] = [d for d in manifests() if d["kind"] == "Deployment"]
+    service_pods = deployment["spec"]["template"]["metadata"]["labels"]
+    cluster_pods = {"key": LABEL_ROLE, "operator": "In", "values": ["scheduler", "worker"]}
+    assert policy["spec"]["podSelector"] == {"matchExpressions": [cluster_pods]}
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    [rule] = policy["spec"]["ingress"]
+    assert "ports" not in rule
+    from_service, from_clusters = rule["from"]
+    # the service's pods (as its Service selects them), and no others of the Deployment
+    services = {d["metadata"]["name"]: d for d in manifests() if d["kind"] == "Service"}
+    assert from_service == {"podSelector": {"matchLabels": services["hubgate"]["spec"]["selector"]}}
+    assert from_service["podSelector"]["matchLabels"].items() <= service_pods.items()
+    assert from_clusters == {"podSelector": {"matchExpressions": [cluster_pods]}}
+    kustomization = yaml.safe_load((CONFIG / "kustomization.yaml").read_text())
+    assert "networkpolicy.yaml" in kustomization["resources"]
