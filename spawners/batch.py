@@ -44,6 +44,7 @@ from batchspawner.batchspawner import (
 from traitlets import Bool, Float, List, Unicode, Union, default
 from traitlets import Callable as CallableTrait
 
+from ..dashboard_guard import DASHBOARD_SECRET_FILE
 from .base import Backend, BackendError, Phase, ProcessSpec, ProcessState, ProcessStatus
 from .batch_command import CommandError, CommandResult, failure, run_command
 from .batch_parsing import (
@@ -652,6 +653,7 @@ class BatchBackend(Backend):
             staging,
             *_CREDENTIAL_FILES,
             "token",
+            DASHBOARD_SECRET_FILE,
         ]
         try:
             await self._run(argv)
