@@ -256,6 +256,11 @@ class _RelayThread(threading.Thread):
                 log.debug("scheduler proxy: relay for %s failed: %s", relay.name, exc)
             self._close(relay)
             return
+        except Exception:
+            # A bug must cost one connection, not every connection of this thread.
+            log.exception("scheduler proxy: relay for %s failed", relay.name)
+            self._close(relay)
+            return
         if moved:
             relay.last_active = time.monotonic()
         if relay.finished():
