@@ -82,8 +82,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
           return;
         }
       }
-      // Same-origin dashboard pages behind the service's authenticated proxy: Bokeh
-      // needs scripts and its websocket, hence these sandbox exceptions.
+      // The service's dashboard link sends the frame on to the cluster's own origin
+      // (never the hub's), where Bokeh needs scripts, its cookie and its websocket,
+      // hence these sandbox exceptions.
       const frame = new IFrame({
         sandbox: ['allow-scripts', 'allow-same-origin']
       });

@@ -123,6 +123,9 @@ async def test_create_scale_dashboard_insert_code_and_shutdown(hub: Any, new_pag
     await new_card.locator('.hubgate-Plot[data-plot="individual-task-stream"]').click()
     frame = page.frame_locator(".hubgate-DashboardFrame iframe").first
     await frame.locator(".bk-Canvas").first.wait_for(state="attached", timeout=120_000)
+    # The pane shows the plot from the cluster's own origin, not the hub's.
+    panes = [f.url for f in page.frames if f"/clusters/{name}/individual-task-stream" in f.url]
+    assert panes and panes[0].startswith(hub.settings.dashboard_origin(name) + "/"), panes
     link = new_card.locator(".hubgate-DashboardLink")
     await expect(link).to_have_attribute("href", re.compile(rf"/clusters/{name}/status$"))
 
