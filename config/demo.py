@@ -57,6 +57,11 @@ def _handler(options: Any) -> dict[str, Any]:
 
 def configure_demo(c: Any) -> None:
     c.HubgateService.cluster_options = demo_options
+    # The demo's users have no system accounts: each gets a uid of their own (kept in
+    # the service's database), so nobody's clusters run as root, the service or another
+    # user. A hub whose users have system accounts keeps the default, "system".
+    c.LocalBackend.account_mode = "uid-range"
+    c.LocalBackend.uid_range = (2_000_000_000, 2_000_999_999)
     # per cluster: no more than 8 workers
     c.HubgateService.cluster_config = {"max_workers": 8, "scheduler_memory": "1G"}
     # per user, across all their clusters

@@ -27,7 +27,7 @@ from traitlets.config import Application, catch_config_error
 
 from .._version import __version__
 from ..options import OptionSet
-from ..spawners.base import Backend
+from ..spawners.base import Backend, BackendError
 from . import api_hubgate, api_v1
 from .agent_socket import AgentSocket
 from .auth import ADMIN_SCOPE, Authenticator, HubgateHubAuth
@@ -516,9 +516,7 @@ class HubgateService(Application):
     async def start_service(self) -> None:
         """Open the database, take over surviving clusters, listen."""
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(
-            None, lambda: Path(self.data_dir).mkdir(parents=True, exist_ok=True, mode=0o700)
-        )
+        await loop.run_in_executor(None, _private_folder, Path(self.data_dir))
         keys = await loop.run_in_executor(
             None,
             load_or_create_keys,
@@ -554,7 +552,13 @@ class HubgateService(Application):
         if self.agent_ca_file:
             agent_ca = await loop.run_in_executor(None, Path(self.agent_ca_file).read_bytes)
         self.backend = self.backend_class(parent=self, log=self.log)
-        await self.backend.setup()
+        # uids of their own for users without system accounts, kept in our database
+        self.backend.uid_allocator = self.store
+        try:
+            await self.backend.setup()
+        except BackendError as exc:
+            self.log.critical("The backend cannot start: %s", exc)
+            raise SystemExit(1) from None
         self.manager = ClusterManager(
             backend=self.backend,
             store=self.store,
@@ -728,6 +732,13 @@ class HubgateService(Application):
 
     def start(self) -> None:
         asyncio.run(self.run())
+
+
+def _private_folder(path: Path) -> None:
+    """The service's own folder (keys, database, cookie secret): nobody else's
+    processes, users' clusters included, may look inside."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from ..cluster_process import AGENT_CA_FILE
 from ..dashboard_guard import DASHBOARD_SECRET_FILE, dashboard_prefix
+from ..spawners.accounts import AccountRefused
 from ..spawners.base import Backend, BackendError, Phase, ProcessSpec, ProcessStatus
 from .cluster_config import ClusterConfig
 from .culling import adaptive_workers, idle_stop_reason, lease_stop_reason
@@ -201,6 +202,11 @@ class ClusterManager:
         self, user: User, options: dict[str, Any], config: ClusterConfig
     ) -> Cluster:
         self._check_user_limits(user, config)
+        try:
+            # A user without an account of their own gets a 403 now, not a failed cluster.
+            await self.backend.check_user(user.name)
+        except AccountRefused as exc:
+            raise Forbidden(str(exc)) from exc
         name = uuid.uuid4().hex
         credentials = await agenerate_cluster_credentials(name)
         # Again, with no await before the insert: concurrent creates may have raced us.

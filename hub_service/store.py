@@ -35,6 +35,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 
 from .cluster_config import ClusterConfig
 from .model import Adaptive, Cluster, ClusterStatus, Worker, WorkerStatus
@@ -84,6 +85,17 @@ workers_table = Table(
     Column("created", Float, nullable=False),
     Column("stopped", Float),
     Column("reason", Text, nullable=False, default=""),
+)
+
+
+# Uids of their own for hub users without system accounts (the local backend's
+# uid-range mode): given once, never to two users, kept across restarts.
+user_uids_table = Table(
+    "user_uids",
+    metadata,
+    Column("username", String(255), primary_key=True),
+    Column("uid", Integer, nullable=False, unique=True),
+    Column("created", Float, nullable=False),
 )
 
 
@@ -167,6 +179,37 @@ class ClusterStore:
                 conn.execute(delete(workers_table).where(workers_table.c.cluster_name.in_(names)))
                 conn.execute(delete(clusters_table).where(clusters_table.c.name.in_(names)))
             return len(names)
+
+    async def uid_for(self, username: str, first: int, last: int) -> int:
+        """The uid of ``username``: the one recorded, else the lowest free one in
+        ``first..last`` (recorded now). ``LookupError`` when none is free. A user keeps
+        their uid when the range changes later."""
+        return await self._run(self._uid_for, username, first, last)
+
+    def _uid_for(self, username: str, first: int, last: int) -> int:
+        for _attempt in range(2):  # another service on the database may race us once
+            try:
+                return self._find_or_record_uid(username, first, last)
+            except IntegrityError:
+                continue
+        raise LookupError(f"could not record a uid for {username!r}")
+
+    def _find_or_record_uid(self, username: str, first: int, last: int) -> int:
+        table = user_uids_table
+        with self.engine.begin() as conn:
+            known = conn.execute(select(table.c.uid).where(table.c.username == username)).scalar()
+            if known is not None:
+                return int(known)
+            used = set(
+                conn.execute(select(table.c.uid).where(table.c.uid.between(first, last)))
+                .scalars()
+                .all()
+            )
+            uid = next((u for u in range(first, last + 1) if u not in used), None)
+            if uid is None:
+                raise LookupError(f"all {last - first + 1} uids of {first}..{last} are taken")
+            conn.execute(table.insert().values(username=username, uid=uid, created=time.time()))
+            return uid
 
     # --- reads ----------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .hub_service.auth import ADMIN_SCOPE
+from .spawners.accounts import untraversable_ancestor
 
 ADMIN_SERVICE = "hubgate-admin-helper"
 ADMIN_SCOPE_DESCRIPTION = (
@@ -78,6 +80,10 @@ class HubSettings:
     hubgate_config_extra: str = ""
     stop_clusters_on_shutdown: bool = False
     admin_token: str = field(default_factory=lambda: secrets.token_hex(32))
+    # LocalBackend.work_dir: users' processes (their own uids) must reach it, so its
+    # parent folders need o+x. None: <work_dir>/clusters when they have it, else a new
+    # folder in the temporary directory that RunningHub.stop removes.
+    clusters_dir: Path | None = None
 
     @classmethod
     def with_free_ports(cls, work_dir: Path, **kwargs: Any) -> HubSettings:
@@ -218,7 +224,7 @@ c.HubgateService.data_dir = "{s.work_dir / "service-data"}"
 c.HubgateService.stop_clusters_on_shutdown = {s.stop_clusters_on_shutdown!r}
 c.HubgateService.dashboard_url = {s.dashboard_url!r}
 c.HubgateService.dashboard_bind_address = "127.0.0.1:{s.dashboard_port}"
-c.LocalBackend.work_dir = "{s.work_dir / "clusters"}"
+c.LocalBackend.work_dir = "{s.clusters_dir or s.work_dir / "clusters"}"
 {s.hubgate_config_extra}
 """
 
@@ -246,11 +252,17 @@ class RunningHub:
         self.settings = settings
         self.proc: subprocess.Popen[bytes] | None = None
         self.tokens: dict[str, str] = {}
+        self._made_clusters_dir: Path | None = None
 
     def start(self, timeout: float = 60) -> None:
         s = self.settings
         s.work_dir.mkdir(parents=True, exist_ok=True)
         (s.work_dir / "homes").mkdir(exist_ok=True)
+        if s.clusters_dir is None and untraversable_ancestor(str(s.work_dir)):
+            # e.g. pytest's /tmp/pytest-of-root (0700): a folder of this hub's own that
+            # users' uids can pass through.
+            self._made_clusters_dir = Path(tempfile.mkdtemp(prefix="hubgate-clusters-"))
+            s.clusters_dir = self._made_clusters_dir
         (s.work_dir / "jupyterhub_config.py").write_text(render_jupyterhub_config(s))
         (s.work_dir / "hubgate_config.py").write_text(render_hubgate_config(s))
         log = open(s.work_dir / "jupyterhub.log", "ab")
@@ -340,3 +352,5 @@ class RunningHub:
     def stop(self, timeout: float = 30) -> None:
         if self.proc is not None:
             stop_process_group(self.proc, timeout)
+        if self._made_clusters_dir is not None:
+            shutil.rmtree(self._made_clusters_dir, ignore_errors=True)

@@ -7,6 +7,11 @@ what should run and calls the backend to make it so.
 
 The contract, modelled on JupyterHub's ``Spawner``:
 
+``check_user(username)``
+    Refuse (``AccountRefused``) a hub user whose processes would run under no account
+    of their own: a missing account, a system account (below ``min_uid``) or the
+    service's. Called when a cluster is created, so the user gets a 403, not a failed
+    cluster.
 ``start(spec) -> state``
     Launch the process described by ``spec`` and return a small JSON-able dict from which
     ``poll``/``stop``/``read_log`` can find it again, also after a service restart (a pid
@@ -47,10 +52,13 @@ import asyncio
 import enum
 import socket
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from traitlets import Unicode
+from traitlets import Integer, Unicode
 from traitlets.config import LoggingConfigurable
+
+if TYPE_CHECKING:
+    from .accounts import UidAllocator
 
 __all__ = [
     "Backend",
@@ -142,6 +150,20 @@ class Backend(LoggingConfigurable):
         """,
     )
 
+    min_uid = Integer(
+        1000,
+        config=True,
+        help="""The lowest uid a user's processes may run as. A hub user whose account
+        has a lower uid (root, slurm, daemon and the other system accounts) or is the
+        service's own cannot create clusters (403), and nothing is started for them.
+        Applies to the local and batch backends; on Kubernetes, KubernetesBackend's
+        run_as_user must be at least this.""",
+    )
+
+    #: Set by the service before ``setup``: hands hub users uids of their own, kept in
+    #: its database (the local backend's "uid-range" mode). None outside the service.
+    uid_allocator: UidAllocator | None = None
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if getattr(cls, "__abstract__", False) or cls.__dict__.get("__abstract__"):
@@ -160,6 +182,12 @@ class Backend(LoggingConfigurable):
     async def cleanup(self) -> None:
         """Called once when the service stops. Must not stop running clusters: they
         outlive a service restart."""
+
+    async def check_user(self, username: str) -> None:
+        """Raise ``AccountRefused`` (from ``accounts.py``) when the hub user
+        ``username`` may not run processes with this backend: no account, or a system
+        account or the service's own. Called when a cluster is created, before anything
+        starts; ``start`` checks again. The default accepts everyone."""
 
     async def start(self, spec: ProcessSpec) -> ProcessState:
         raise NotImplementedError

@@ -45,6 +45,7 @@ from traitlets import Bool, Float, List, Unicode, Union, default
 from traitlets import Callable as CallableTrait
 
 from ..dashboard_guard import DASHBOARD_SECRET_FILE
+from .accounts import AccountRefused, check_uid
 from .base import Backend, BackendError, Phase, ProcessSpec, ProcessState, ProcessStatus
 from .batch_command import CommandError, CommandResult, failure, run_command
 from .batch_parsing import (
@@ -559,30 +560,44 @@ class BatchBackend(Backend):
                     "scheduler_on_service_host needs the local backend, which is not "
                     "available; set scheduler_on_service_host = False"
                 ) from exc
-            self._local = LocalBackend(parent=self, log=self.log, listen_host=self.listen_host)
+            # The scheduler runs here as the same system account as the jobs.
+            self._local = LocalBackend(
+                parent=self,
+                log=self.log,
+                listen_host=self.listen_host,
+                account_mode="system",
+                account_template=self.system_username,
+                min_uid=self.min_uid,
+            )
         return self._local
 
     def _system_username(self, hub_username: str) -> str:
         mapping = self.system_username
         name = mapping(hub_username) if callable(mapping) else mapping.format(username=hub_username)
         if not isinstance(name, str) or not _SYSTEM_USER.fullmatch(name):
-            raise BackendError(
+            raise AccountRefused(
                 f"the hub user {hub_username!r} has no valid system account name "
                 f"({name!r}); ask an administrator to check system_username"
             )
         return name
+
+    async def check_user(self, username: str) -> None:
+        await self._account(username)
 
     async def _account(self, hub_username: str) -> SystemAccount:
         name = self._system_username(hub_username)
         loop = asyncio.get_running_loop()
         try:
             # pwd may ask LDAP: keep it off the event loop.
-            return await loop.run_in_executor(None, _lookup_account, name)
+            account = await loop.run_in_executor(None, _lookup_account, name)
         except KeyError:
-            raise BackendError(
+            raise AccountRefused(
                 f"there is no system account {name!r} for the hub user {hub_username!r}: "
                 "ask an administrator to create it (or to fix system_username)"
             ) from None
+        # Never submit as root, slurm, another system account or the service itself.
+        check_uid(account.uid, self.min_uid, hub_username, account.name)
+        return account
 
     def _stored_account(self, state: ProcessState) -> SystemAccount:
         # Stop, read_log and poll work from stored state only; uid/home are not needed.

@@ -9,15 +9,21 @@ ready to run at once.
 
 Protocol: one connection per request, one JSON line each way.
 
-    {"op": "spawn", "role": "worker", "env": {...}, "cwd": "...", "log": "...",
-     "exit_file": "..."}                            -> {"pid": 1234}
+    {"op": "spawn", "role": "worker", "uid": 2000000001, "gid": 2000000001,
+     "cwd": "...", "log": "...", "exit_file": "...", "env_file": "..."}
+                                                    -> {"pid": 1234}
     {"op": "ping"}                                  -> {"ok": true, "pid": <server pid>}
     anything wrong                                  -> {"error": "..."}
 
-The child calls ``setsid`` (so it outlives this server and the service), replaces its
-environment, sends its output to the log file and runs
-``hubgate.cluster_process.main([role])``. The server reaps its children and, when one
-ended without recording why (killed by a signal), writes its exit file.
+The server runs as root and serves every user, so nothing secret ever passes through
+it: it is started with a clean environment (``PATH``, locale, thread limits: never the
+service's), and a request names only paths and ids. The child calls ``setsid`` (so it
+outlives this server and the service), drops to ``uid``/``gid`` with no supplementary
+groups, and only then opens its log, reads its environment from ``env_file`` (mode 0600
+in its own credentials folder, so the cluster's token and the user's variables reach no
+other process's memory) and runs ``hubgate.cluster_process.main([role])``. The server
+reaps its children and, when one ended without recording why (killed by a signal),
+writes its exit file, never following a link the user planted.
 
 Forking a process that runs threads is unsafe (a lock held by another thread stays held
 forever in the child), so the server starts none: it is a single-threaded ``select``
@@ -30,15 +36,18 @@ it accepts requests and exits when its stdin closes (the service went away).
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import importlib
 import json
 import os
 import selectors
 import signal
 import socket
+import stat
 import sys
 import tempfile
 from contextlib import suppress
+from dataclasses import dataclass
 from typing import Any
 
 __all__ = [
@@ -69,7 +78,9 @@ OPTIONAL_PRELOAD = (
 #: Keeps numerical libraries from starting thread pools at import.
 THREAD_LIMITS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
 MAX_REQUEST = 1 << 20
+MAX_ENV_FILE = 4 << 20
 ROLES = ("scheduler", "worker")
+_PR_SET_DUMPABLE = 4  # linux/prctl.h
 
 
 def thread_count() -> int:
@@ -207,28 +218,20 @@ class ForkServer:
             return {"ok": True, "pid": os.getpid()}
         if op != "spawn":
             return {"error": f"unknown op {op!r}"}
-        role = request.get("role")
-        env = request.get("env")
-        log = request.get("log")
-        if role not in ROLES or not isinstance(env, dict) or not isinstance(log, str):
-            return {"error": "spawn needs role (scheduler|worker), env (object), log (path)"}
-        cwd = request.get("cwd") or "/"
-        # Open the log here so a bad path is an error for the caller, not a silent child.
-        log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        try:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            pid = os.fork()
-            if pid == 0:
-                self.run_child(role, {str(k): str(v) for k, v in env.items()}, cwd, log_fd)
-        finally:
-            os.close(log_fd)
-        self.children[pid] = {"exit_file": request.get("exit_file"), "log": log}
+        child = ChildRequest.parse(request)
+        if isinstance(child, str):
+            return {"error": child}
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:
+            self.run_child(child)
+        self.children[pid] = {"exit_file": child.exit_file, "log": child.log}
         return {"pid": pid}
 
-    def run_child(self, role: str, env: dict[str, str], cwd: str, log_fd: int) -> None:
-        """In the forked child: become a session leader and run the runtime. Never
-        returns."""
+    def run_child(self, child: ChildRequest) -> None:
+        """In the forked child: become a session leader, drop to the user's account,
+        then run the runtime. Never returns."""
         code = 70
         try:
             os.setsid()
@@ -241,26 +244,29 @@ class ForkServer:
                 self.connection.close()
             os.close(self.wakeup_r)
             os.close(self.wakeup_w)
+            if child.uid is not None and child.gid is not None:
+                drop_privileges(child.uid, child.gid)
+            os.umask(0o077)
             null = os.open(os.devnull, os.O_RDONLY)
             os.dup2(null, 0)
             os.close(null)
+            # Opened as the user: a link planted in their folder leads nowhere new.
+            log_fd = os.open(child.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW)
             os.dup2(log_fd, 1)
             os.dup2(log_fd, 2)
             os.close(log_fd)
-            os.chdir(cwd)
+            os.chdir(child.cwd)
+            env = read_env_file(child.env_file)
             os.environ.clear()
             os.environ.update(env)
-            # dask read its configuration from the server's environment at import.
-            import dask.config
-
-            dask.config.refresh()
-            sys.argv = ["hubgate.cluster_process", role]
+            _refresh_dask_config()
+            sys.argv = ["hubgate.cluster_process", child.role]
             # No exec, so ps shows the server's command line; top and ps -o comm show this.
             with suppress(OSError), open("/proc/self/comm", "w") as comm:
-                comm.write(f"hubgate-{role}")
+                comm.write(f"hubgate-{child.role}")
             from hubgate.cluster_process import main
 
-            code = main([role])
+            code = main([child.role])
         except BaseException as exc:
             with suppress(Exception):
                 print(f"hubgate: the fork server's child failed: {exc}", file=sys.stderr)
@@ -269,6 +275,82 @@ class ForkServer:
                 sys.stdout.flush()
                 sys.stderr.flush()
             os._exit(code)
+
+
+@dataclass(frozen=True, slots=True)
+class ChildRequest:
+    """A checked spawn request."""
+
+    role: str
+    uid: int | None
+    gid: int | None
+    cwd: str
+    log: str
+    exit_file: str | None
+    env_file: str
+
+    @classmethod
+    def parse(cls, request: dict[str, Any]) -> ChildRequest | str:
+        role = request.get("role")
+        uid, gid = request.get("uid"), request.get("gid")
+        paths = [request.get(k) for k in ("cwd", "log", "env_file")]
+        exit_file = request.get("exit_file")
+        if role not in ROLES:
+            return "spawn needs role: scheduler or worker"
+        if (uid is None) != (gid is None) or not all(
+            v is None or (type(v) is int and v > 0) for v in (uid, gid)
+        ):
+            return "spawn needs uid and gid (both positive integers) or neither"
+        if not all(isinstance(p, str) and p.startswith("/") for p in paths):
+            return "spawn needs absolute paths: cwd, log, env_file"
+        if exit_file is not None and not isinstance(exit_file, str):
+            return "exit_file must be a path"
+        cwd, log, env_file = paths
+        return cls(role, uid, gid, cwd, log, exit_file, env_file)
+
+
+def drop_privileges(uid: int, gid: int) -> None:
+    """Become ``uid``/``gid`` for good, with no supplementary groups; raise if any of
+    it did not hold."""
+    os.setgroups([])
+    os.setresgid(gid, gid, gid)
+    os.setresuid(uid, uid, uid)
+    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid):
+        raise PermissionError(f"could not switch to uid {uid}, gid {gid}")
+    if os.getgroups() not in ([], [gid]):
+        raise PermissionError("supplementary groups remain")
+    # Changing credentials made the kernel mark us undumpable: /proc/self would be
+    # root's and the user's own tools (psutil's fd counts, a debugger) refused. Nothing
+    # in this process is anyone else's: the server holds no secrets.
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE) failed")
+
+
+def read_env_file(path: str) -> dict[str, str]:
+    """The environment the service wrote for the child (read, then removed)."""
+    from hubgate.cluster_process import read_own_file
+
+    data = json.loads(read_own_file(path, MAX_ENV_FILE))
+    with suppress(OSError):
+        os.unlink(path)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} holds no environment")
+    return {str(k): str(v) for k, v in data.items()}
+
+
+def _refresh_dask_config() -> None:
+    """dask read its configuration (and where to find it: ``~``) from the server's
+    environment at import; read it again from the child's."""
+    import dask.config
+
+    get_paths = getattr(dask.config, "_get_paths", None)
+    if get_paths is not None:
+        dask.config.paths[:] = get_paths()
+        dask.config.PATH = os.environ.get("DASK_CONFIG") or os.path.join(
+            os.path.expanduser("~"), ".config", "dask"
+        )
+    dask.config.refresh()
 
 
 def _read_line(conn: socket.socket) -> bytes:
@@ -284,11 +366,18 @@ def _read_line(conn: socket.socket) -> bytes:
 
 
 def last_line(path: str | None) -> str:
-    """The last non-empty line of a log file, read from its end."""
+    """The last non-empty line of a log file, read from its end (not following a link
+    at ``path``: this may run as root on a file in the user's folder)."""
     if not path:
         return ""
     try:
-        with open(path, "rb") as f:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return ""
+    try:
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                return ""
             f.seek(0, os.SEEK_END)
             f.seek(max(0, f.tell() - 4096))
             lines = [ln.strip() for ln in f.read().decode(errors="replace").splitlines()]
@@ -307,10 +396,19 @@ class ForkServerError(Exception):
 class ForkServerClient:
     """Starts one fork server process and asks it for children."""
 
-    def __init__(self, python: str, log_path: str, start_timeout: float = 60) -> None:
+    def __init__(
+        self,
+        python: str,
+        log_path: str,
+        start_timeout: float = 60,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.python = python
         self.log_path = log_path
         self.start_timeout = start_timeout
+        # What the server and every child see in /proc/<pid>/environ: never the
+        # service's own environment (its hub token), whatever the caller has.
+        self.env = dict(env or {})
         self.proc: asyncio.subprocess.Process | None = None
         self._dir: str | None = None
         self.socket_path = ""
@@ -322,7 +420,9 @@ class ForkServerClient:
     async def start(self) -> None:
         self._dir = tempfile.mkdtemp(prefix="hubgate-forkserver-")  # 0700
         self.socket_path = os.path.join(self._dir, "socket")
-        env = {**os.environ, **THREAD_LIMITS}
+        # HOME: an empty folder of its own, so no account's dask or other settings are
+        # read into the memory every child inherits.
+        env = {**self.env, **THREAD_LIMITS, "HOME": self._dir}
         log_fd = os.open(self.log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             self.proc = await asyncio.create_subprocess_exec(
@@ -334,6 +434,7 @@ class ForkServerClient:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=log_fd,
                 env=env,
+                cwd=self._dir,
                 start_new_session=True,
             )
         except OSError as exc:
@@ -373,10 +474,29 @@ class ForkServerClient:
         return reply
 
     async def spawn(
-        self, role: str, env: dict[str, str], cwd: str, log: str, exit_file: str
+        self,
+        role: str,
+        *,
+        uid: int | None,
+        gid: int | None,
+        cwd: str,
+        log: str,
+        exit_file: str,
+        env_file: str,
     ) -> int:
-        message = {"op": "spawn", "role": role, "env": env, "cwd": cwd, "log": log}
-        reply = await self.request({**message, "exit_file": exit_file})
+        """Fork a child that runs ``role`` as ``uid``/``gid`` (None: as the server)
+        with the environment in ``env_file``."""
+        message = {
+            "op": "spawn",
+            "role": role,
+            "uid": uid,
+            "gid": gid,
+            "cwd": cwd,
+            "log": log,
+            "exit_file": exit_file,
+            "env_file": env_file,
+        }
+        reply = await self.request(message)
         return int(reply["pid"])
 
     async def close(self) -> None:

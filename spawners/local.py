@@ -1,38 +1,61 @@
 """The local backend: every scheduler and worker is a process on the service's host.
 
+Each process runs under an account of its cluster's user, never as the service (see
+``accounts.py``): the user's system account (``account_mode = "system"``, a template
+from hub name to account name) or a uid of the user's own from ``uid_range``, kept in
+the service's database (``"uid-range"``, for hubs whose users have no system
+accounts). Both need the service to run as root (or with CAP_SETUID, CAP_SETGID,
+CAP_CHOWN, CAP_KILL and CAP_DAC_OVERRIDE); ``UnsafeLocalBackend`` runs everything as the
+service's own account, for a single-user set-up only.
+
 Each process runs in its own session (so it outlives a restart of the service, and
-stopping it stops everything it started), with its credentials in
-``<work_dir>/<cluster>/<name>/`` (0700) and its output in ``<work_dir>/<cluster>/<name>.log``.
-Its state is ``{"pid", "start_ticks", "log", "workdir", "exit_file"}``: the start time
-from ``/proc/<pid>/stat`` tells a recycled pid from ours, so ``poll`` and ``stop`` work
-from stored state alone.
+stopping it stops everything it started). ``<work_dir>`` is the service's (0711: others
+may pass, not look); ``<work_dir>/<cluster>/`` belongs to the cluster's account (0700)
+and holds each process's credentials in ``<name>/`` (0700, files 0600), its output in
+``<name>.log`` and its exit record in ``<name>.exit``. The service (root) touches files
+there without following links the user may plant. Its state is ``{"pid", "start_ticks",
+"uid", "log", "workdir", "exit_file"}``: the start time from ``/proc/<pid>/stat`` tells a
+recycled pid from ours, so ``poll`` and ``stop`` work from stored state alone.
 
 The usual process, this interpreter running ``-m hubgate.cluster_process``, is forked
 from a fork server that has ``distributed`` imported already (see ``forkserver.py``);
-anything else (a setup script, another Python environment) is exec'd.
+anything else (a setup script, another Python environment) is exec'd as the account.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import pwd
 import re
 import shutil
 import signal
+import stat
+import subprocess
 import sys
 import time
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
-from traitlets import Bool, Float, List, Unicode, default
+from traitlets import Bool, Enum, Float, Integer, List, Tuple, Unicode, Union, default
+from traitlets import Callable as CallableTrait
 
 from hubgate.cluster_process import ExitRecord, read_exit_file, write_exit_file
 
+from .accounts import (
+    Account,
+    AccountRefused,
+    check_uid,
+    lookup_system_account,
+    missing_privileges,
+    untraversable_ancestor,
+)
 from .base import Backend, BackendError, Phase, ProcessSpec, ProcessState, ProcessStatus
 from .forkserver import ForkServerClient, ForkServerError, last_line
 
-__all__ = ["LocalBackend"]
+__all__ = ["LocalBackend", "UnsafeLocalBackend"]
 
 ROLES = ("scheduler", "worker")
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -40,6 +63,9 @@ _POLL_INTERVAL = 0.02  # seconds between liveness checks while stopping
 _KILL_TIMEOUT = 10.0  # after SIGKILL; only a process stuck in the kernel takes longer
 _EXIT_RECORD_WAIT = 2.0  # how long poll waits for a child's exit to be recorded
 _FORK_SERVER_RETRY = 30.0  # seconds before trying a fork server that failed to start again
+_SYSTEM_USER = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?")
+ENV_FILE = ".env.json"  # in the credentials folder: a forked child's environment
+_MAX_UID = 2**31 - 2  # uids past a signed 32-bit int confuse tools (and PostgreSQL's int)
 
 
 # -- /proc -----------------------------------------------------------------------------
@@ -71,15 +97,24 @@ def is_running(pid: int | None, ticks: int | None) -> bool:
     return ticks is None or int(fields[19]) == ticks
 
 
-def _session_members(sid: int) -> list[int]:
-    """Processes of the session ``sid`` (what a cluster process may have started)."""
+def _session_members(sid: int, uid: int | None) -> list[int]:
+    """Processes of the session ``sid`` (what a cluster process may have started) that
+    run as ``uid``: once the leader is gone its pid may be another user's session's."""
     members = []
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             fields = _proc_stat(int(entry))
             if fields and int(fields[3]) == sid and fields[0] not in ("Z", "X"):
-                members.append(int(entry))
+                if uid is None or _proc_uid(int(entry)) == uid:
+                    members.append(int(entry))
     return members
+
+
+def _proc_uid(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
 
 
 def _signal_group(pid: int, signum: int) -> None:
@@ -92,13 +127,19 @@ def _signal_group(pid: int, signum: int) -> None:
 
 def _tail(path: str, max_lines: int) -> str | None:
     try:
-        with open(path, "rb") as f:
-            f.seek(0, os.SEEK_END)
-            size = f.tell()
-            f.seek(max(0, size - max(64 * 1024, max_lines * 512)))
-            data = f.read()
+        # The log is in the user's folder and this runs as root: no link, no FIFO.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None
+    except OSError:
+        return "(the log is not a file the service reads)"
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "(the log is not a file the service reads)"
+        f.seek(0, os.SEEK_END)
+        size = f.tell()
+        f.seek(max(0, size - max(64 * 1024, max_lines * 512)))
+        data = f.read()
     lines = data.decode(errors="replace").splitlines()
     return "\n".join(lines[-max_lines:]) if max_lines > 0 else ""
 
@@ -153,10 +194,52 @@ class LocalBackend(Backend):
 
     inherit_env = List(
         Unicode(),
-        default_value=["PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "TZ", "TMPDIR"],
+        default_value=["PATH", "LANG", "LC_ALL", "TZ", "TMPDIR"],
         config=True,
-        help="""Names of the service's environment variables passed to every process.
-        Nothing else of the service's environment (its secrets) reaches them.""",
+        help="""Names of the service's environment variables passed to every process
+        (and to the fork server). Nothing else of the service's environment (its
+        secrets) reaches them. HOME, USER and LOGNAME are always the account's.""",
+    )
+
+    account_mode = Enum(
+        ["system", "uid-range"],
+        default_value="system",
+        config=True,
+        help="""Which account runs a user's schedulers and workers.
+
+        ``"system"``: the user's system account, named by ``account_template`` (as
+        dask-gateway's LocalBackend and JupyterHub's LocalProcessSpawner do); a hub user
+        without one cannot create clusters (403).
+        ``"uid-range"``: for hubs whose users have no system accounts; each hub user
+        gets a uid of their own from ``uid_range`` (group id the same number, no
+        supplementary groups), recorded in the service's database so it never changes
+        and is never given to anyone else.
+
+        Either way the service must run as root (or with CAP_SETUID, CAP_SETGID,
+        CAP_CHOWN, CAP_KILL and CAP_DAC_OVERRIDE), and accounts below ``min_uid`` or
+        the service's own are refused. ``UnsafeLocalBackend`` (``"unsafe-local"``) runs
+        everything as the service instead, for single-user set-ups only.
+        """,
+    )
+
+    account_template = Union(
+        [Unicode(), CallableTrait()],
+        default_value="{username}",
+        config=True,
+        help="""In ``"system"`` mode, the system account of a hub user:
+        ``"{username}"``, ``"jupyter-{username}"`` (The Littlest JupyterHub's), or a
+        callable ``f(hub_username) -> str``.""",
+    )
+
+    uid_range = Tuple(
+        Integer(),
+        Integer(),
+        default_value=(2_000_000_000, 2_000_999_999),
+        config=True,
+        help="""In ``"uid-range"`` mode, the first and last uid (inclusive) handed to
+        hub users. Choose numbers no system account, LDAP user or subordinate id range
+        (/etc/subuid, container user namespaces) uses: the service refuses to start when
+        a system account falls in it. At least ``min_uid``, below 2**31 - 1.""",
     )
 
     fork_server_start_timeout = Float(
@@ -167,6 +250,7 @@ class LocalBackend(Backend):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        self._range_accounts: dict[str, Account] = {}
         self._fork_server: ForkServerClient | None = None
         self._fork_server_lock = asyncio.Lock()
         self._fork_server_failed_at = 0.0
@@ -179,10 +263,168 @@ class LocalBackend(Backend):
     # -- lifecycle ----------------------------------------------------------------------
 
     async def setup(self) -> None:
-        await _in_thread(os.makedirs, self.work_dir, 0o700, True)
+        missing = missing_privileges()
+        if missing:
+            raise BackendError(
+                "LocalBackend runs each user's processes under an account of their own, "
+                f"which needs root (this service lacks {', '.join(missing)}). Run the "
+                "service as root; or, for a single-user set-up only, use "
+                "backend_class = 'unsafe-local', which runs every cluster as the service."
+            )
+        if self.account_mode == "uid-range":
+            self._check_uid_range()
+            if self.uid_allocator is None:
+                raise BackendError(
+                    "LocalBackend.account_mode = 'uid-range' keeps the uids in the "
+                    "service's database: it needs the hubgate service (uid_allocator)"
+                )
+            await _in_thread(self._check_range_free)
+        await _in_thread(self._prepare_work_dir, 0o711)
+        await _in_thread(self._check_reachable)
+        self._start_fork_server()
+
+    def _start_fork_server(self) -> None:
         if self.use_fork_server:
             # Warm it up in the background: the service need not wait for its imports.
             self._fork_server_warmup = asyncio.ensure_future(self._get_fork_server())
+
+    def _prepare_work_dir(self, mode: int) -> None:
+        os.makedirs(self.work_dir, mode, exist_ok=True)
+        os.chmod(self.work_dir, mode)  # whatever the umask, or an older, closed one
+        blocked = untraversable_ancestor(self.work_dir) if mode & 0o001 else None
+        if blocked is not None:
+            raise BackendError(
+                f"LocalBackend.work_dir {self.work_dir} is inside {blocked}, which other "
+                "accounts cannot pass through (mode "
+                f"{stat.S_IMODE(os.stat(blocked).st_mode):04o}): users' processes could "
+                "not reach their folders. Choose a work_dir whose parent folders all "
+                "have the search bit for others (o+x), e.g. under /var/lib or /srv."
+            )
+
+    def _check_uid_range(self) -> None:
+        first, last = self.uid_range
+        if not self.min_uid <= first <= last <= _MAX_UID:
+            raise BackendError(
+                f"LocalBackend.uid_range {first}..{last} must lie within "
+                f"{self.min_uid}..{_MAX_UID} (min_uid..2**31-2), first <= last"
+            )
+
+    def _check_range_free(self) -> None:
+        first, last = self.uid_range
+        taken = sorted(e.pw_name for e in pwd.getpwall() if first <= e.pw_uid <= last)
+        if taken:
+            raise BackendError(
+                f"LocalBackend.uid_range {first}..{last} holds the system accounts "
+                f"{', '.join(taken[:5])}: users would share their uids. Choose a range "
+                "that no account uses."
+            )
+
+    def _probe_account(self) -> tuple[int, int]:
+        """An unprivileged account to check what users' processes can reach."""
+        if self.account_mode == "uid-range":
+            return self.uid_range[0], self.uid_range[0]
+        try:
+            nobody = pwd.getpwnam("nobody")
+            return nobody.pw_uid, nobody.pw_gid
+        except KeyError:
+            return 65534, 65534
+
+    def _check_reachable(self) -> None:
+        """Run the interpreter as an unprivileged account: it must start, find hubgate
+        and distributed, and reach the work folder (not a root-only venv or /root)."""
+        uid, gid = self._probe_account()
+        code = (
+            "import importlib.util, os, sys\n"
+            "os.stat(sys.argv[1])\n"
+            "import hubgate.cluster_process\n"
+            "assert importlib.util.find_spec('distributed'), 'distributed is not installed'\n"
+        )
+        try:
+            result = subprocess.run(
+                [self.python, "-c", code, self.work_dir],
+                user=uid,
+                group=gid,
+                extra_groups=[],
+                env=self._inherited_env(),
+                cwd="/",
+                capture_output=True,
+                text=True,
+                timeout=self.fork_server_start_timeout,
+            )
+            problem = "" if result.returncode == 0 else (result.stderr.strip() or "failed")
+        except (OSError, subprocess.SubprocessError) as exc:
+            problem = str(exc)
+        if problem:
+            raise BackendError(
+                f"Users' processes cannot run {self.python} (checked as uid {uid}): "
+                f"{problem.splitlines()[-1]}. The interpreter, its standard library, the "
+                "installed packages and work_dir must be readable by every account: "
+                "install Python outside root-only folders such as /root (scripts/"
+                "bootstrap.sh picks such a Python for .venv) or set LocalBackend.python."
+            )
+
+    def _inherited_env(self) -> dict[str, str]:
+        return {name: os.environ[name] for name in self.inherit_env if name in os.environ}
+
+    # -- accounts -----------------------------------------------------------------------
+
+    async def check_user(self, username: str) -> None:
+        await self.account_for(username)
+
+    async def account_for(self, username: str) -> Account:
+        """The account ``username``'s processes run as; :class:`AccountRefused` when
+        there is none they may use."""
+        if self.account_mode == "uid-range":
+            account = await self._range_account(username)
+        else:
+            account = await self._system_account(username)
+        check_uid(account.uid, self.min_uid, username, account.name)
+        return account
+
+    async def _system_account(self, username: str) -> Account:
+        template = self.account_template
+        name = template(username) if callable(template) else template.format(username=username)
+        if not isinstance(name, str) or not _SYSTEM_USER.fullmatch(name):
+            raise AccountRefused(
+                f"The hub user {username!r} has no valid system account name ({name!r}); "
+                "ask an administrator to check LocalBackend.account_template."
+            )
+        account = await _in_thread(lookup_system_account, name)
+        if account is None:
+            raise AccountRefused(
+                f"There is no system account {name!r} for the hub user {username!r} on "
+                "this host: ask an administrator to create it."
+            )
+        return account
+
+    async def _range_account(self, username: str) -> Account:
+        account = self._range_accounts.get(username)
+        if account is not None:
+            return account
+        if self.uid_allocator is None:
+            raise BackendError("uid-range mode has no uid allocator (see LocalBackend.setup)")
+        first, last = self.uid_range
+        try:
+            uid = await self.uid_allocator.uid_for(username, first, last)
+        except LookupError as exc:
+            raise AccountRefused(
+                f"No uid is left for the hub user {username!r} ({exc}): ask an "
+                "administrator to widen LocalBackend.uid_range."
+            ) from exc
+        owner = await _in_thread(_system_name_of, uid)
+        if owner is not None:
+            raise AccountRefused(
+                f"The uid {uid} of the hub user {username!r} now belongs to the system "
+                f"account {owner!r}: ask an administrator to move LocalBackend.uid_range "
+                "away from system accounts."
+            )
+        account = Account(name=username, uid=uid, gid=uid)
+        self._range_accounts[username] = account
+        return account
+
+    def _switch_to(self, account: Account) -> Account | None:
+        """The account to switch to, or None to stay the service (unsafe backend)."""
+        return account
 
     async def cleanup(self) -> None:
         # Clusters keep running: only the fork server goes (its children survive it).
@@ -205,11 +447,11 @@ class LocalBackend(Backend):
             if self._fork_server is not None:
                 self.log.warning("The fork server ended; starting a new one")
                 await self._fork_server.close()
-            await _in_thread(os.makedirs, self.work_dir, 0o700, True)
             server = ForkServerClient(
                 self.python,
                 os.path.join(self.work_dir, "forkserver.log"),
                 self.fork_server_start_timeout,
+                env=self._inherited_env(),
             )
             try:
                 await server.start()
@@ -227,35 +469,53 @@ class LocalBackend(Backend):
         for what, value in (("cluster name", spec.cluster_name), ("process name", spec.name)):
             if not _SAFE_NAME.match(value):
                 raise BackendError(f"The {what} {value!r} cannot be used as a folder name.")
+        account = await self.account_for(spec.username)
+        switch = self._switch_to(account)
         argv = await self._argv(spec)
         cluster_dir = os.path.join(self.work_dir, spec.cluster_name)
         workdir = os.path.join(cluster_dir, spec.name)
         log = workdir + ".log"
         exit_file = workdir + ".exit"
+        env = self._env(spec, account, cluster_dir, workdir, exit_file)
+        role = self._fork_role(spec, argv)
+        # A forked child reads its environment from a file of its own: the fork server
+        # serves every user and must never hold one's secrets.
+        env_file = json.dumps(env).encode() if role is not None else None
+        owner = (switch.uid, switch.gid) if switch is not None else None
         try:
-            await _in_thread(_prepare_files, cluster_dir, workdir, log, exit_file, spec.files)
+            log_fd = await _in_thread(
+                _prepare_files, cluster_dir, spec.name, spec.files, env_file, owner
+            )
         except OSError as exc:
             raise BackendError(
                 f"Cannot create the folder for {spec.name} of cluster {spec.cluster_name}: "
-                f"{exc.strerror} ({exc.filename}). Ask the administrator to check "
-                "LocalBackend.work_dir."
+                f"{exc.strerror or exc} ({exc.filename or cluster_dir}). Ask the "
+                "administrator to check LocalBackend.work_dir."
             ) from exc
-        env = self._env(spec, workdir, exit_file)
-
-        pid = None
-        role = self._fork_role(spec, argv)
-        if role is not None:
-            pid = await self._fork(role, env, cluster_dir, log, exit_file)
-        if pid is None:
-            pid = await self._exec(spec, argv, env, cluster_dir, log, exit_file)
+        try:
+            pid = None
+            if role is not None:
+                pid = await self._fork(
+                    role, switch, cluster_dir, log, exit_file, os.path.join(workdir, ENV_FILE)
+                )
+                if pid is None:
+                    with suppress(OSError):
+                        os.unlink(os.path.join(workdir, ENV_FILE))
+            if pid is None:
+                pid = await self._exec(spec, switch, argv, env, cluster_dir, log_fd, exit_file)
+        finally:
+            os.close(log_fd)
         state = {
             "pid": pid,
             "start_ticks": start_ticks(pid),
+            "uid": account.uid,
             "log": log,
             "workdir": workdir,
             "exit_file": exit_file,
         }
-        self.log.info("Started %s of %s: pid %s", spec.name, spec.cluster_name, pid)
+        self.log.info(
+            "Started %s of %s: pid %s, uid %s", spec.name, spec.cluster_name, pid, account.uid
+        )
         return state
 
     async def _argv(self, spec: ProcessSpec) -> list[str]:
@@ -276,10 +536,15 @@ class LocalBackend(Backend):
                 argv[0] = interpreter
         return argv
 
-    def _env(self, spec: ProcessSpec, workdir: str, exit_file: str) -> dict[str, str]:
-        env = {name: os.environ[name] for name in self.inherit_env if name in os.environ}
+    def _env(
+        self, spec: ProcessSpec, account: Account, cluster_dir: str, workdir: str, exit_file: str
+    ) -> dict[str, str]:
+        env = self._inherited_env()
         env.setdefault("HUBGATE_LISTEN_HOST", self.listen_host)
         env.update(spec.env)
+        # Who the process is, whatever the service is: uids without a system account
+        # live in their cluster's folder.
+        env.update(HOME=account.home or cluster_dir, USER=account.name, LOGNAME=account.name)
         env["HUBGATE_CREDENTIALS_DIR"] = workdir
         env["HUBGATE_EXIT_FILE"] = exit_file
         return env
@@ -294,14 +559,28 @@ class LocalBackend(Backend):
         return None
 
     async def _fork(
-        self, role: str, env: dict[str, str], cwd: str, log: str, exit_file: str
+        self,
+        role: str,
+        account: Account | None,
+        cwd: str,
+        log: str,
+        exit_file: str,
+        env_file: str,
     ) -> int | None:
         for _attempt in range(2):  # a second try with a fresh server if it just died
             server = await self._get_fork_server()
             if server is None:
                 return None
             try:
-                pid = await server.spawn(role, env, cwd, log, exit_file)
+                pid = await server.spawn(
+                    role,
+                    uid=account.uid if account else None,
+                    gid=account.gid if account else None,
+                    cwd=cwd,
+                    log=log,
+                    exit_file=exit_file,
+                    env_file=env_file,
+                )
             except ForkServerError as exc:
                 self.log.warning("Fork server failed (%s)", exc)
                 if server.alive:
@@ -314,10 +593,11 @@ class LocalBackend(Backend):
     async def _exec(
         self,
         spec: ProcessSpec,
+        account: Account | None,
         argv: list[str],
         env: dict[str, str],
         cwd: str,
-        log: str,
+        log_fd: int,
         exit_file: str,
     ) -> int:
         if spec.setup:
@@ -335,7 +615,10 @@ class LocalBackend(Backend):
             command = ["bash", "-c", script, "bash", *argv]
         else:
             command = argv
-        log_fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        # The child becomes the account (no supplementary groups) before it execs.
+        as_account: dict[str, Any] = {}
+        if account is not None:
+            as_account = {"user": account.uid, "group": account.gid, "extra_groups": []}
         try:
             proc = await asyncio.create_subprocess_exec(
                 *command,
@@ -345,14 +628,15 @@ class LocalBackend(Backend):
                 env=env,
                 cwd=cwd,
                 start_new_session=True,
+                umask=0o077,
+                **as_account,
             )
         except OSError as exc:
             raise BackendError(
                 f"Cannot run {command[0]!r} for {spec.name}: {exc.strerror}. "
                 "Check the cluster's Python environment and setup options."
             ) from exc
-        finally:
-            os.close(log_fd)
+        log = os.path.join(cwd, spec.name + ".log")
         task = asyncio.ensure_future(_record_exit(proc, log, exit_file))
         self._exec_children[proc.pid] = task
         task.add_done_callback(lambda _: self._exec_children.pop(proc.pid, None))
@@ -410,7 +694,7 @@ class LocalBackend(Backend):
                     self.log.error("pid %s survived SIGKILL for %ss", pid, _KILL_TIMEOUT)
         if pid:
             # Anything the process started and left behind in its session.
-            for member in await _in_thread(_session_members, pid):
+            for member in await _in_thread(_session_members, pid, state.get("uid")):
                 with suppress(ProcessLookupError, PermissionError):
                     os.kill(member, signal.SIGKILL)
             if pid in self._exec_children:
@@ -428,6 +712,33 @@ class LocalBackend(Backend):
         if not log:
             return None
         return await _in_thread(_tail, log, max_lines)
+
+
+class UnsafeLocalBackend(LocalBackend):
+    """Every scheduler and worker as a local process of the service's own account.
+
+    Unsafe on any hub with more than one user: each user's code can read the service's
+    secrets and every other user's clusters. For a single-user set-up (a laptop, a
+    personal hub) where the service runs as that user; it needs no root."""
+
+    backend_name = "unsafe-local"
+
+    async def setup(self) -> None:
+        self.log.warning(
+            "UnsafeLocalBackend: every cluster runs as the service's own account (uid %s) "
+            "and can read the service's secrets and other users' clusters. Use it only "
+            "where a single user has clusters; use LocalBackend on a shared hub.",
+            os.getuid(),
+        )
+        await _in_thread(self._prepare_work_dir, 0o700)
+        self._start_fork_server()
+
+    async def account_for(self, username: str) -> Account:
+        entry = await _in_thread(pwd.getpwuid, os.getuid())
+        return Account(name=entry.pw_name, uid=entry.pw_uid, gid=entry.pw_gid, home=entry.pw_dir)
+
+    def _switch_to(self, account: Account) -> Account | None:
+        return None
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -477,21 +788,74 @@ async def _in_thread(func: Any, *args: Any) -> Any:
 
 
 def _prepare_files(
-    cluster_dir: str, workdir: str, log: str, exit_file: str, files: dict[str, bytes]
-) -> None:
-    os.makedirs(cluster_dir, mode=0o700, exist_ok=True)
-    shutil.rmtree(workdir, ignore_errors=True)
-    os.mkdir(workdir, 0o700)
-    os.chmod(workdir, 0o700)  # whatever the umask
-    for name, content in files.items():
-        if "/" in name or name in (".", ".."):
-            raise OSError(f"bad credentials file name {name!r}")
-        fd = os.open(os.path.join(workdir, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-    with suppress(FileNotFoundError):
-        os.unlink(exit_file)
-    os.close(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600))
+    cluster_dir: str,
+    name: str,
+    files: dict[str, bytes],
+    env_file: bytes | None,
+    owner: tuple[int, int] | None,
+) -> int:
+    """Make ``<cluster_dir>/<name>/`` with ``files`` (and the environment file), an
+    empty ``<name>.log`` and no ``<name>.exit``, all given to ``owner`` (uid, gid);
+    return the log opened for appending.
+
+    Runs as root in a folder the user owns (where their running processes may plant
+    links): every step is relative to the folder's descriptor, creates with
+    ``O_EXCL``/``O_NOFOLLOW`` and never follows a link. The cluster folder itself
+    cannot be swapped: its parent, the work folder, is the service's.
+    """
+    with suppress(FileExistsError):
+        os.mkdir(cluster_dir, 0o700)
+    dir_fd = os.open(cluster_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        if owner is not None:
+            current = os.fstat(dir_fd).st_uid
+            if current not in (owner[0], os.geteuid()):
+                raise OSError(f"{cluster_dir} belongs to uid {current}, not {owner[0]}")
+            os.fchown(dir_fd, *owner)
+        os.fchmod(dir_fd, 0o700)
+        shutil.rmtree(name, dir_fd=dir_fd, ignore_errors=True)
+        os.mkdir(name, 0o700, dir_fd=dir_fd)
+        work_fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=dir_fd)
+        try:
+            if owner is not None:
+                os.fchown(work_fd, *owner)
+            os.fchmod(work_fd, 0o700)  # whatever the umask
+            contents = dict(files)
+            if env_file is not None:
+                contents[ENV_FILE] = env_file
+            for file_name, content in contents.items():
+                if "/" in file_name or file_name in (".", ".."):
+                    raise OSError(f"bad credentials file name {file_name!r}")
+                fd = _create(file_name, work_fd, owner)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(content)
+        finally:
+            os.close(work_fd)
+        with suppress(FileNotFoundError):
+            os.unlink(name + ".exit", dir_fd=dir_fd)
+        with suppress(FileNotFoundError):
+            os.unlink(name + ".log", dir_fd=dir_fd)
+        log_fd = _create(name + ".log", dir_fd, owner)
+        os.set_inheritable(log_fd, False)
+        return log_fd
+    finally:
+        os.close(dir_fd)
+
+
+def _create(name: str, dir_fd: int, owner: tuple[int, int] | None) -> int:
+    """A new file (0600) in ``dir_fd``, given to ``owner``; never an existing one."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_APPEND | os.O_CLOEXEC
+    fd = os.open(name, flags, 0o600, dir_fd=dir_fd)
+    if owner is not None:
+        os.fchown(fd, *owner)
+    return fd
+
+
+def _system_name_of(uid: int) -> str | None:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return None
 
 
 def _find_python(path: str) -> str | None:

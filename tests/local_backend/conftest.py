@@ -18,7 +18,10 @@ from typing import Any
 import pytest
 import tornado.web
 import tornado.websocket
+from cryptography.fernet import Fernet
 
+from hubgate.hub_service.secrets import SecretBox
+from hubgate.hub_service.store import ClusterStore
 from hubgate.hub_service.tls import ClusterCredentials, generate_cluster_credentials
 from hubgate.spawners.base import ProcessSpec, ProcessState
 from hubgate.spawners.local import LocalBackend
@@ -244,20 +247,35 @@ def launch_mode(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-async def _make_backend(work_dir: str, fork: bool) -> LocalBackend:
-    backend = LocalBackend(work_dir=work_dir, use_fork_server=fork, stop_grace_seconds=5)
+async def _make_backend(work_dir: str, fork: bool, uids: ClusterStore) -> LocalBackend:
+    # As the service runs it: each user under a uid of their own from the database.
+    backend = LocalBackend(
+        work_dir=work_dir, use_fork_server=fork, stop_grace_seconds=5, account_mode="uid-range"
+    )
+    backend.uid_allocator = uids
     await backend.setup()
     return backend
 
 
 @pytest.fixture
-async def make_backend(work_dir: str) -> AsyncIterator[Callable[..., Any]]:
+async def uid_store(tmp_path: Path) -> AsyncIterator[ClusterStore]:
+    """The service's database, which hands out the users' uids."""
+    store = ClusterStore(
+        f"sqlite:///{tmp_path / 'hubgate.sqlite'}", SecretBox([Fernet.generate_key()])
+    )
+    await store.open()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def make_backend(work_dir: str, uid_store: ClusterStore) -> AsyncIterator[Callable[..., Any]]:
     """``await make_backend(fork=True)``: a set-up LocalBackend; every process started
     through a returned tracker is stopped at teardown."""
     made: list[Tracker] = []
 
     async def make(fork: bool = True) -> Tracker:
-        tracker = Tracker(await _make_backend(work_dir, fork))
+        tracker = Tracker(await _make_backend(work_dir, fork, uid_store))
         made.append(tracker)
         return tracker
 

@@ -8,6 +8,7 @@ import dataclasses
 import os
 import signal
 import sys
+from pathlib import Path
 
 import pytest
 from tornado.httpclient import AsyncHTTPClient
@@ -37,7 +38,7 @@ async def test_cluster_end_to_end(
     backend: LocalBackend = tracker.backend
 
     scheduler, hello = await _start_scheduler(tracker, cluster, agent_endpoint)
-    assert set(scheduler) == {"pid", "start_ticks", "log", "workdir", "exit_file"}
+    assert set(scheduler) == {"pid", "start_ticks", "uid", "log", "workdir", "exit_file"}
     workdir = scheduler["workdir"]
     assert os.stat(workdir).st_mode & 0o777 == 0o700
     assert os.stat(os.path.join(workdir, "scheduler.key")).st_mode & 0o777 == 0o600
@@ -204,25 +205,33 @@ async def test_setup_failure_reports_its_output(
     assert "/opt/envs/missing" in await tracker.backend.read_log(state)
 
 
-async def test_setup_runs_before_the_process(make_backend, cluster: Cluster, tmp_path):
-    """The setup shares the process's shell (its exports reach it) and argv is passed
-    as arguments, never pasted into the script."""
+async def test_setup_runs_before_the_process(make_backend, cluster: Cluster, work_dir: str):
+    """The setup shares the process's shell (its exports reach it), both run as the
+    user's account, and argv is passed as arguments, never pasted into the script."""
     tracker = await make_backend(fork=True)
-    marker = tmp_path / "it ran; $(touch hacked)"
+    # relative: the process starts in its cluster's folder, which its account owns
+    marker = "it ran; $(touch hacked)"
     spec = ProcessSpec(
         cluster_name=cluster.name,
         role="worker",
         name="w-shell",
         username="test",
-        argv=[sys.executable, "-c", "import os,sys; open(sys.argv[1],'w').write(os.environ['X'])"]
-        + [str(marker)],
-        setup="export X=from-setup",
+        argv=[
+            sys.executable,
+            "-c",
+            "import os,sys; open(sys.argv[1],'w').write(os.environ['X'] + ' ' + sys.argv[2])",
+            marker,
+        ],
+        setup='export X="from-setup as $(id -u):$(id -g):$(id -G)"; set -- "$@" "$HOME"',
     )
     state = await tracker.start(spec)
     status = await wait_for(lambda: _gone(tracker.backend, state), what="the command to end")
     assert status.exit_code == 0, status.reason
-    assert marker.read_text() == "from-setup"
-    assert not (tmp_path / "hacked").exists()
+    cluster_dir = Path(work_dir) / cluster.name
+    uid = state["uid"]
+    assert uid >= 1000
+    assert (cluster_dir / marker).read_text() == f"from-setup as {uid}:{uid}:{uid} {cluster_dir}"
+    assert not (cluster_dir / "hacked").exists()
 
 
 async def test_bad_configuration_is_one_readable_line(make_backend, cluster: Cluster):
