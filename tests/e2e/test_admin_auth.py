@@ -138,7 +138,8 @@ def test_the_hub_refuses_the_admin_scope_to_non_admins(api: ServiceApi, hub: Run
 
 def _cluster_token(hub: RunningHub, name: str) -> str:
     """The cluster's secret token, as its scheduler reads it from its credentials."""
-    found = [p for p in hub.settings.work_dir.rglob("token") if name in p.parts]
+    work_dir = hub.settings.clusters_dir or hub.settings.work_dir / "clusters"
+    found = [p for p in work_dir.rglob("token") if name in p.parts]
     assert len(found) == 1, found
     token = found[0].read_text().strip()
     assert len(token) >= 32
