@@ -99,6 +99,11 @@ class HubSettings:
         )
 
     @property
+    def cluster_work_dir(self) -> Path:
+        """The local backend's work_dir: a folder per cluster, owned by its user."""
+        return self.clusters_dir or self.work_dir / "clusters"
+
+    @property
     def hub_url(self) -> str:
         return f"http://127.0.0.1:{self.hub_port}"
 
@@ -224,7 +229,7 @@ c.HubgateService.data_dir = "{s.work_dir / "service-data"}"
 c.HubgateService.stop_clusters_on_shutdown = {s.stop_clusters_on_shutdown!r}
 c.HubgateService.dashboard_url = {s.dashboard_url!r}
 c.HubgateService.dashboard_bind_address = "127.0.0.1:{s.dashboard_port}"
-c.LocalBackend.work_dir = "{s.clusters_dir or s.work_dir / "clusters"}"
+c.LocalBackend.work_dir = "{s.cluster_work_dir}"
 {s.hubgate_config_extra}
 """
 

@@ -41,7 +41,7 @@ def service_pid(hub: RunningHub) -> int:
 def cluster_processes(hub: RunningHub) -> list[int]:
     """Scheduler and worker processes of this hub's clusters: the local backend runs
     each in a folder under the hub's work dir."""
-    work = str(hub.settings.work_dir / "clusters") + "/"
+    work = str(hub.settings.cluster_work_dir) + "/"
     pids = []
     for pid in _cmdlines():
         try:

@@ -1,0 +1,312 @@
+"""Each user's processes run as that user (issue #10, item 1), through the real hub.
+
+Bob's scheduler, workers and setup scripts run under a uid of his own (the demo's
+uid-range mode): not root, not the service's, not alice's, the same after a restart of
+the service. From there he finds none of the service's secrets in his environment and
+can read neither the service's key, database and cookie secret, nor alice's cluster
+files, nor the fork server's environment, and cannot signal alice's processes. A hub
+user whose account would be a system account, the service's own or none gets a 403.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import cloudpickle
+import pytest
+from dask_gateway import Gateway, GatewayCluster, JupyterHubAuth
+
+from hubgate.hubrunner import RunningHub
+from tests.e2e.service_api import ServiceApi, check_with_openapi
+from tests.e2e.test_restart import wait_until
+from tests.fixtures.hub import start_hub
+
+pytestmark = pytest.mark.slow
+# The probes below run in the clusters, which cannot import this module.
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+SECRET_WORDS = ("TOKEN", "SECRET", "KEY", "PASSWORD")
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def _pids() -> list[int]:
+    return [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+
+
+def _ppid(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return -1
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def service_pid_or_none(hub: RunningHub) -> int | None:
+    config = str(hub.settings.work_dir / "hubgate_config.py")
+    pids = [p for p in _pids() if "hubgate service" in _cmdline(p) and config in _cmdline(p)]
+    assert len(pids) <= 1, pids
+    return pids[0] if pids else None
+
+
+def service_pid(hub: RunningHub) -> int:
+    pid = service_pid_or_none(hub)
+    assert pid is not None, "the service is not running"
+    return pid
+
+
+def fork_server_pid(hub: RunningHub) -> int:
+    service = service_pid(hub)
+    pids = [
+        p for p in _pids() if _ppid(p) == service and "hubgate.spawners.forkserver" in _cmdline(p)
+    ]
+    assert len(pids) == 1, pids
+    return pids[0]
+
+
+def service_secrets(pid: int) -> dict[str, str]:
+    """The service's environment variables that hold secrets (its hub token ...)."""
+    env = Path(f"/proc/{pid}/environ").read_bytes().decode().split("\0")
+    pairs = dict(item.split("=", 1) for item in env if "=" in item)
+    found = {k: v for k, v in pairs.items() if any(w in k for w in SECRET_WORDS) and v}
+    assert "JUPYTERHUB_API_TOKEN" in found, sorted(pairs)
+    return found
+
+
+def processes_in(folder: Path) -> dict[int, str]:
+    """Live processes whose working folder is ``folder`` (a cluster's), by name."""
+    found = {}
+    for pid in _pids():
+        try:
+            if os.readlink(f"/proc/{pid}/cwd") == str(folder):
+                found[pid] = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+    return found
+
+
+def gateway_for(hub: RunningHub, user: str) -> Gateway:
+    return Gateway(
+        hub.settings.gateway_address,
+        proxy_address=hub.settings.proxy_address,
+        auth=JupyterHubAuth(api_token=hub.tokens[user]),
+    )
+
+
+def probe(paths: dict[str, str], pids: dict[str, int]) -> dict[str, Any]:
+    """Run in a scheduler or worker: who it is and what it can reach."""
+    import os
+
+    def attempt(action: Callable[[], object]) -> str:
+        try:
+            action()
+        except PermissionError:
+            return "PermissionError"
+        except Exception as exc:
+            return type(exc).__name__
+        return "allowed"
+
+    def read(path: str) -> None:
+        with open(path, "rb") as f:
+            f.read(1)
+
+    with open("/proc/self/environ", "rb") as f:
+        environ = f.read().decode(errors="replace")
+    return {
+        "ids": (os.getuid(), os.geteuid(), os.getgid(), os.getegid()),
+        "groups": os.getgroups(),
+        "home": os.environ.get("HOME"),
+        "user": os.environ.get("USER"),
+        "proc_environ": environ,
+        "os_environ": "\0".join(f"{k}={v}" for k, v in os.environ.items()),
+        "reads": {label: attempt(lambda p=path: read(p)) for label, path in paths.items()},
+        "signals": {label: attempt(lambda p=pid: os.kill(p, 0)) for label, pid in pids.items()},
+    }
+
+
+def run_probes(
+    cluster: GatewayCluster, paths: dict[str, str], pids: dict[str, int]
+) -> list[dict[str, Any]]:
+    """The probe's answers from the scheduler and from every worker."""
+    client = cluster.get_client(set_as_default=False)
+    try:
+        client.wait_for_workers(1, timeout=120)
+        answers = [client.run_on_scheduler(probe, paths, pids)]
+        answers += list(client.run(probe, paths, pids).values())
+    finally:
+        client.close()
+    return answers
+
+
+@pytest.fixture(scope="module")
+def clusters(hub: RunningHub) -> Iterator[dict[str, GatewayCluster]]:
+    """A running cluster with one worker for alice and one for bob."""
+    made: dict[str, GatewayCluster] = {}
+    gateways = {user: gateway_for(hub, user) for user in ("alice", "bob")}
+    try:
+        for user, gateway in gateways.items():
+            made[user] = gateway.new_cluster(shutdown_on_close=False)
+            made[user].scale(1)
+        yield made
+    finally:
+        for user, cluster in made.items():
+            gateways[user].stop_cluster(cluster.name)
+            cluster.close()
+        for gateway in gateways.values():
+            gateway.close()
+
+
+def test_each_users_processes_run_as_their_own_uid_and_reach_nothing_else(
+    hub: RunningHub, clusters: dict[str, GatewayCluster]
+) -> None:
+    alices = hub.settings.cluster_work_dir / clusters["alice"].name
+    bobs = hub.settings.cluster_work_dir / clusters["bob"].name
+    data = hub.settings.work_dir / "service-data"
+    alice_answers = run_probes(clusters["alice"], {}, {})
+    alice_procs = processes_in(alices)
+    alice_scheduler = next(p for p, name in alice_procs.items() if name.startswith("hubgate-sch"))
+    service = service_pid(hub)
+    paths = {
+        "encryption key": str(data / "hubgate.key"),
+        "database": str(data / "hubgate.sqlite"),
+        "cookie secret": str(data / "cookie_secret"),
+        "alice's TLS key": str(alices / "scheduler" / "scheduler.key"),
+        "alice's token": str(alices / "scheduler" / "token"),
+        "alice's log": str(alices / "scheduler.log"),
+        "fork server's environment": f"/proc/{fork_server_pid(hub)}/environ",
+        "service's environment": f"/proc/{service}/environ",
+    }
+    for path in paths.values():  # they exist: the refusals below are about permissions
+        assert Path(path).exists(), path
+    bob_answers = run_probes(clusters["bob"], paths, {"alice's scheduler": alice_scheduler})
+
+    service_uid = os.stat(f"/proc/{service}").st_uid
+    alice_uid = alice_answers[0]["ids"][0]
+    secrets = service_secrets(service)
+    assert len(bob_answers) == 2  # the scheduler and one worker
+    for answer in bob_answers:
+        uid = answer["ids"][0]
+        assert answer["ids"] == (uid, uid, uid, uid), answer["ids"]
+        assert uid not in (0, service_uid, alice_uid) and uid >= 1000, (uid, alice_uid)
+        assert answer["groups"] in ([], [uid]), answer["groups"]
+        assert (answer["home"], answer["user"]) == (str(bobs), "bob")
+        for environ in (answer["proc_environ"], answer["os_environ"]):
+            assert "JUPYTERHUB_API_TOKEN" not in environ
+            for name, value in secrets.items():
+                assert value not in environ, f"the service's {name} reached bob"
+        assert answer["reads"] == dict.fromkeys(paths, "PermissionError"), answer["reads"]
+        assert answer["signals"] == {"alice's scheduler": "PermissionError"}
+    assert {a["ids"][0] for a in bob_answers} == {bob_answers[0]["ids"][0]}
+    assert {a["ids"][0] for a in alice_answers} == {alice_uid} and alice_uid >= 1000
+
+    # The service (root) still reads and signals what it runs: logs, and stop (below).
+    assert alice_procs and all(os.stat(f"/proc/{p}").st_uid == alice_uid for p in alice_procs)
+    assert (os.stat(bobs).st_uid, os.stat(bobs).st_mode & 0o777) == (
+        bob_answers[0]["ids"][0],
+        0o700,
+    )
+    api = ServiceApi(hub)
+    logs = api.ok("GET", f"/api/hubgate/clusters/{clusters['bob'].name}/logs", user="bob")
+    assert "Scheduler at" in logs["scheduler"], logs
+
+
+def test_setup_script_runs_as_the_user(hub: RunningHub, clusters: dict[str, GatewayCluster]):
+    gateway = gateway_for(hub, "bob")
+    options = gateway.cluster_options()
+    options.worker_setup = 'export SETUP_IDS="$(id -u) $(id -g) $(id -G)"'
+    cluster = gateway.new_cluster(options, shutdown_on_close=False)
+    try:
+        cluster.scale(1)
+        client = cluster.get_client(set_as_default=False)
+        client.wait_for_workers(1, timeout=120)
+        [(setup_ids, uid)] = client.run(lambda: (os.environ["SETUP_IDS"], os.getuid())).values()
+        client.close()
+    finally:
+        gateway.stop_cluster(cluster.name)
+        gateway.close()
+    bob_uid = run_probes(clusters["bob"], {}, {})[0]["ids"][0]
+    assert uid == bob_uid
+    assert setup_ids == f"{bob_uid} {bob_uid} {bob_uid}"
+
+
+def test_uids_are_kept_in_the_database_across_a_restart(hub_factory) -> None:
+    hub = hub_factory()
+    uids: dict[str, int] = {}
+    for user in ("alice", "bob"):
+        gateway = gateway_for(hub, user)
+        with gateway.new_cluster(shutdown_on_close=True) as cluster:
+            uids[user] = cluster.get_client(set_as_default=False).run_on_scheduler(os.getuid)
+        gateway.close()
+    assert uids["alice"] != uids["bob"]
+
+    old = service_pid(hub)
+    os.kill(old, signal.SIGTERM)
+    # JupyterHub restarts a managed service that exits; the uids come from its database
+    wait_until(
+        lambda: not _cmdline(old) and service_pid_or_none(hub) not in (None, old),
+        60,
+        "the service to come back",
+    )
+    hub.wait_for(hub.service_ready, 60, "the restarted service")
+
+    for user in ("bob", "alice"):  # the other order: allocation order does not matter
+        gateway = gateway_for(hub, user)
+        with gateway.new_cluster(shutdown_on_close=True) as cluster:
+            assert (
+                cluster.get_client(set_as_default=False).run_on_scheduler(os.getuid) == (uids[user])
+            )
+        gateway.close()
+
+
+# --- users without an account of their own ------------------------------------------------
+
+SYSTEM_MODE = """
+c.LocalBackend.account_mode = "system"
+c.LocalBackend.account_template = "{username}"
+"""
+
+
+@pytest.fixture(scope="module")
+def system_mode_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]:
+    running = start_hub(tmp_path_factory.mktemp("system-hub"), hubgate_config_extra=SYSTEM_MODE)
+    yield running
+    running.stop()
+
+
+@pytest.mark.parametrize(
+    ("hub_user", "message"),
+    [
+        ("root", "which is the service's own account: clusters never run as the service"),
+        ("daemon", "(uid 1), a system account (uids below 1000 are refused)"),
+        ("nosuch-account", "There is no system account 'nosuch-account' for the hub user"),
+    ],
+)
+def test_user_without_an_account_of_their_own_gets_a_403(
+    system_mode_hub: RunningHub, hub_user: str, message: str
+) -> None:
+    hub = system_mode_hub
+    hub.api("POST", f"/users/{hub_user}")
+    hub.tokens[hub_user] = hub.make_token(hub_user)
+    api = ServiceApi(hub)
+    before = set(os.listdir(hub.settings.cluster_work_dir))
+    for path, body in (
+        ("/api/v1/clusters/", {"cluster_options": {}}),
+        ("/api/hubgate/clusters", {"options": {}}),
+    ):
+        reply = api.request("POST", path, body, user=hub_user)
+        assert reply.status == 403, reply.text
+        check_with_openapi("POST", path, reply)
+        assert message in reply.error, reply.error
+    # nothing was started or recorded for them
+    assert set(os.listdir(hub.settings.cluster_work_dir)) == before
+    assert api.names(hub_user) == set()
