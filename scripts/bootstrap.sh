@@ -38,7 +38,7 @@ flock 9
 # --- Debian packages -------------------------------------------------------------------
 python_needs_venv_pkg() {
     # Debian's own python3 ships venv/ensurepip in a separate package.
-    ! python3 -c 'import ensurepip, venv' >/dev/null 2>&1
+    [[ -x /usr/bin/python3 ]] && ! /usr/bin/python3 -c 'import ensurepip, venv' >/dev/null 2>&1
 }
 
 missing=()
@@ -67,17 +67,40 @@ else
 fi
 
 # --- Python venv -----------------------------------------------------------------------
-python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' ||
-    die "hubgate needs Python >= 3.11 as python3 (found $(python3 --version 2>&1))"
+# Users' clusters run as their own unprivileged uids with the venv's interpreter, so it
+# must be one every account can run: not one under a root-only folder such as /root.
+usable_by_everyone() {
+    [[ $(id -u) -ne 0 ]] && return 0 # a venv of a non-root user runs as that user
+    # As the service starts them: uid nobody, no groups; its own standard library found.
+    "$1" -c 'import subprocess, sys
+check = "import os, sys; sys.exit(not os.__file__.startswith(sys.base_prefix))"
+sys.exit(subprocess.run([sys.argv[1], "-c", check], user=65534, group=65534,
+                        extra_groups=[], cwd="/").returncode)' "$1" >/dev/null 2>&1
+}
+PYTHON=""
+for candidate in "$(command -v python3 || true)" /usr/bin/python3 /usr/local/bin/python3; do
+    [[ -n "$candidate" && -x "$candidate" ]] || continue
+    "$candidate" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || continue
+    if usable_by_everyone "$candidate"; then
+        PYTHON="$candidate"
+        break
+    fi
+done
+[[ -n "$PYTHON" ]] ||
+    die "hubgate needs a Python >= 3.11 that every account can run (python3 is $(python3 --version 2>&1) at $(command -v python3); install Debian's python3)"
 
 if [[ -x "$VENV/bin/python" ]] && ! "$VENV/bin/python" -c 'import sys' >/dev/null 2>&1; then
     # The interpreter the venv was made from is gone: start again.
     say "venv: $VENV is broken, recreating it"
     rm -rf "$VENV"
 fi
+if [[ -x "$VENV/bin/python" ]] && ! usable_by_everyone "$VENV/bin/python"; then
+    say "venv: $VENV runs a Python other accounts cannot reach, recreating it from $PYTHON"
+    rm -rf "$VENV"
+fi
 if [[ ! -x "$VENV/bin/python" ]]; then
-    python3 -m venv "$VENV"
-    say "venv: created $VENV"
+    "$PYTHON" -m venv "$VENV"
+    say "venv: created $VENV with $PYTHON"
 fi
 
 STAMP="$VENV/.hubgate-install.sha256"
