@@ -113,6 +113,8 @@ class KubeProcess:
     node_selector: dict[str, str] = field(default_factory=dict)
     tolerations: tuple[dict[str, Any], ...] = ()
     fs_group: int | None = None
+    # The uid the container runs as (None: the image's USER, which must not be root)
+    run_as_user: int | None = None
     termination_grace_seconds: int = 30
     extra_labels: dict[str, str] = field(default_factory=dict)
     extra_annotations: dict[str, str] = field(default_factory=dict)
@@ -234,6 +236,8 @@ def _pod(p: KubeProcess, ports: list[dict[str, Any]]) -> dict[str, Any]:
         "volumeMounts": [
             {"name": CREDENTIALS_VOLUME, "mountPath": p.credentials_path, "readOnly": True}
         ],
+        # The user's code: no way back to more privileges than the pod was given.
+        "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
     }
     if ports:
         container["ports"] = ports
@@ -261,10 +265,15 @@ def _pod(p: KubeProcess, ports: list[dict[str, Any]]) -> dict[str, Any]:
         spec["nodeSelector"] = dict(p.node_selector)
     if p.tolerations:
         spec["tolerations"] = [dict(t) for t in p.tolerations]
+    # The kubelet refuses to start the container as root, whatever the image says.
+    security: dict[str, Any] = {"runAsNonRoot": True}
+    if p.run_as_user is not None:
+        security["runAsUser"] = p.run_as_user
     if p.fs_group is not None:
         # With fsGroup the kubelet gives the Secret's files to this group (mode 0440),
         # so a non-root image user in that group can read them.
-        spec["securityContext"] = {"fsGroup": p.fs_group}
+        security["fsGroup"] = p.fs_group
+    spec["securityContext"] = security
     return {"apiVersion": "v1", "kind": "Pod", "metadata": _metadata(p, p.name), "spec": spec}
 
 

@@ -437,6 +437,17 @@ class KubernetesBackend(Backend):
         mode 0400); HUBGATE_CREDENTIALS_DIR points there.""",
     )
 
+    run_as_user = Int(
+        1000,
+        allow_none=True,
+        config=True,
+        help="""The uid schedulers and workers run as in their pods (the pod's
+        runAsUser); pods also get runAsNonRoot, so the kubelet refuses to run them as
+        root, and their container drops every capability. 1000 is the "jovyan" user of
+        the Jupyter docker-stacks images; None keeps the image's USER (which must be a
+        numeric, non-root uid). Must be at least min_uid.""",
+    )
+
     fs_group = Int(
         100,
         allow_none=True,
@@ -487,6 +498,11 @@ class KubernetesBackend(Backend):
     async def setup(self) -> None:
         from kubernetes_asyncio import client, config
 
+        if self.run_as_user is not None and self.run_as_user < self.min_uid:
+            raise BackendError(
+                f"KubernetesBackend.run_as_user = {self.run_as_user} is below min_uid "
+                f"({self.min_uid}): users' pods never run as root or a system account"
+            )
         configuration = client.Configuration()
         if self.kubeconfig or not self._in_cluster():
             await config.load_kube_config(
@@ -589,6 +605,7 @@ class KubernetesBackend(Backend):
             node_selector=node_selector,
             tolerations=tolerations,
             fs_group=self.fs_group,
+            run_as_user=self.run_as_user,
             termination_grace_seconds=self.termination_grace_seconds,
             extra_labels={str(k): str(v) for k, v in self.extra_labels.items()},
             extra_annotations={str(k): str(v) for k, v in self.extra_annotations.items()},

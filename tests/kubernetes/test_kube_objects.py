@@ -39,6 +39,7 @@ SCHEDULER = KubeProcess(
     cores=0.5,
     memory=2**30,
     fs_group=100,
+    run_as_user=1000,
     termination_grace_seconds=30,
 )
 OWNER = OwnerRef(name="hubgate-c1-scheduler", uid="1234-5678")
@@ -86,7 +87,7 @@ def test_scheduler_pod() -> None:
             "terminationGracePeriodSeconds": 30,
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
-            "securityContext": {"fsGroup": 100},
+            "securityContext": {"runAsNonRoot": True, "runAsUser": 1000, "fsGroup": 100},
             "containers": [
                 {
                     "name": "dask",
@@ -105,6 +106,10 @@ def test_scheduler_pod() -> None:
                             "readOnly": True,
                         }
                     ],
+                    "securityContext": {
+                        "allowPrivilegeEscalation": False,
+                        "capabilities": {"drop": ["ALL"]},
+                    },
                     "ports": [
                         {"name": "scheduler", "containerPort": 8786, "protocol": "TCP"},
                         {"name": "dashboard", "containerPort": 8787, "protocol": "TCP"},
@@ -137,6 +142,7 @@ def test_worker_pod_with_placement_and_pull_settings() -> None:
         cores=2,
         cpu_limit_ratio=0,
         fs_group=None,
+        run_as_user=None,
         image_pull_policy="Always",
         image_pull_secrets=("regcred",),
         service_account="dask",
@@ -156,7 +162,7 @@ def test_worker_pod_with_placement_and_pull_settings() -> None:
     }
     assert pod["metadata"]["ownerReferences"] == OWNER_REFS
     spec = pod["spec"]
-    assert "securityContext" not in spec
+    assert spec["securityContext"] == {"runAsNonRoot": True}  # the image's (non-root) USER
     assert spec["serviceAccountName"] == "dask"
     assert spec["imagePullSecrets"] == [{"name": "regcred"}]
     assert spec["nodeSelector"] == {"pool": "workers"}
