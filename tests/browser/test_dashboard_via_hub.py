@@ -60,44 +60,92 @@ async def wait_until(condition: Any, what: str, timeout: float = 60) -> None:
         await asyncio.sleep(0.2)
 
 
-async def test_dashboard_through_the_hub(
-    hub: RunningHub, new_page: Any, clusters: dict[str, str]
-) -> None:
-    name = clusters["alice"]
-    url = f"{hub.settings.gateway_address}/clusters/{name}/status"
-
-    alice = await logged_in(new_page, hub, "alice")
+async def watch_dashboard(page: Page, name: str) -> list[str]:
+    """URLs of the frames the page receives over the dashboard's websockets."""
     frames: list[str] = []
 
     def on_websocket(ws: WebSocket) -> None:
         if f"/clusters/{name}/" in ws.url:
             ws.on("framereceived", lambda payload: frames.append(ws.url))
 
-    alice.on("websocket", on_websocket)
-    visited: list[str] = []
-    alice.on("request", lambda request: visited.append(request.url))
-    # The first visit goes through the hub's OAuth flow and comes back here.
-    response = await alice.goto(url)
-    assert response is not None and response.status == 200
-    assert alice.url == url
-    assert any("/hub/api/oauth2/authorize" in u for u in visited), visited
-    # Plots are drawn once the Bokeh document arrived over the proxied websocket, and
-    # the server keeps pushing updates to it.
-    canvas = alice.locator(".bk-Canvas").first
+    page.on("websocket", on_websocket)
+    return frames
+
+
+async def assert_live_dashboard(page: Page, frames: list[str], origin: str) -> None:
+    """Plots are drawn once the Bokeh document arrived over the proxied websocket, and
+    the server keeps pushing updates to it, all on the dashboard origin."""
+    canvas = page.locator(".bk-Canvas").first
     await canvas.wait_for(state="visible")
     box = await canvas.bounding_box()
     assert box is not None and box["width"] > 0 and box["height"] > 0
     await wait_until(lambda: len(frames) >= 2, "live updates over the dashboard websocket")
+    ws_origin = "ws" + origin[len("http") :]
+    assert all(url.startswith(ws_origin + "/") for url in frames), frames
+
+
+async def test_dashboard_through_the_hub(
+    hub: RunningHub, new_page: Any, clusters: dict[str, str]
+) -> None:
+    name = clusters["alice"]
+    # The official client's dashboard_link: on the service's origin.
+    url = f"{hub.settings.gateway_address}/clusters/{name}/status"
+    origin = hub.settings.dashboard_origin(name)
+
+    alice = await logged_in(new_page, hub, "alice")
+    frames = await watch_dashboard(alice, name)
+    visited: list[str] = []
+    alice.on("request", lambda request: visited.append(request.url))
+    # The first visit goes through the hub's OAuth flow, then a ticket takes the
+    # browser to the cluster's own origin.
+    response = await alice.goto(url)
+    assert response is not None and response.status == 200
+    assert alice.url == f"{origin}/clusters/{name}/status"
+    assert any("/hub/api/oauth2/authorize" in u for u in visited), visited
+    assert any(u.startswith(f"{origin}/_hubgate/enter/{name}?ticket=") for u in visited)
+    policy = await response.header_value("content-security-policy")
+    assert policy is not None and f"frame-ancestors {hub.settings.hub_url}" in policy
+    await assert_live_dashboard(alice, frames, origin)
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await alice.screenshot(path=str(SCREENSHOTS / "dashboard.png"))
+    # The dashboard origin's cookie is its own and scripts cannot read it.
+    cookies = [c for c in await alice.context.cookies() if c["domain"] == f"{name}.localhost"]
+    assert [(c["name"], c["httpOnly"], c["path"]) for c in cookies] == [
+        ("hubgate-dashboard", True, f"/clusters/{name}")
+    ]
+    assert await alice.evaluate("document.cookie") == ""
 
     bob = await logged_in(new_page, hub, "bob")
+    for refused_url in (url, alice.url):
+        response = await bob.goto(refused_url)
+        assert response is not None and response.status == 403, refused_url
+        text = await bob.locator("body").inner_text()
+        assert "Traceback" not in text
+        assert await bob.locator(".bk-Canvas").count() == 0
     response = await bob.goto(url)
-    assert response is not None and response.status == 403
-    text = await bob.locator("body").inner_text()
-    assert "This dashboard belongs to another user" in text, text
-    assert "Traceback" not in text
-    assert await bob.locator(".bk-Canvas").count() == 0
+    assert "This dashboard belongs to another user" in await bob.locator("body").inner_text()
+
+
+async def test_admin_confirms_before_opening_another_users_dashboard(
+    hub: RunningHub, new_page: Any, clusters: dict[str, str]
+) -> None:
+    name = clusters["alice"]
+    url = f"{hub.settings.gateway_address}/clusters/{name}/status"
+    origin = hub.settings.dashboard_origin(name)
+    admin = await logged_in(new_page, hub, "admin")
+    frames = await watch_dashboard(admin, name)
+    response = await admin.goto(url)
+    assert response is not None and response.status == 200
+    # Still on the service's origin: a page that cannot be framed nor keep an opener.
+    assert admin.url == url
+    headers = await response.all_headers()
+    assert headers["x-frame-options"] == "DENY"
+    assert "frame-ancestors 'none'" in headers["content-security-policy"]
+    assert headers["cross-origin-opener-policy"] == "same-origin"
+    assert "Open alice's dashboard as an admin?" in await admin.locator("h1").inner_text()
+    async with admin.expect_navigation(url=f"{origin}/clusters/{name}/status"):
+        await admin.locator("#open-dashboard").click()
+    await assert_live_dashboard(admin, frames, origin)
 
 
 async def wait_for_row(page: Page, name: str) -> Any:
