@@ -24,6 +24,24 @@ GIB = 2**30
 c.HubgateService.db_url = "postgresql+psycopg://hubgate:secret@db.example.org/hubgate"
 c.HubgateService.data_dir = "/var/lib/hubgate"
 
+# --- who runs users' processes (the local backend) ------------------------------------------
+# The service runs as root; each user's schedulers, workers and setup scripts run under an
+# account of that user's, never as root, the service or another user:
+#   "system":    the user's system account, named by a template (TLJH: "jupyter-{username}");
+#                a hub user without one cannot create clusters (403).
+#   "uid-range": for hubs whose users have no system accounts (what `hubgate demo` uses):
+#                each hub user gets a uid of their own from uid_range, kept in db_url.
+# Accounts below min_uid (system accounts) and the service's own are always refused.
+# backend_class = "unsafe-local" runs every cluster as the service: single-user set-ups only.
+c.LocalBackend.account_mode = "system"
+c.LocalBackend.account_template = "{username}"
+# c.LocalBackend.account_mode = "uid-range"
+# c.LocalBackend.uid_range = (2_000_000_000, 2_000_999_999)  # no system account or subuid here
+c.Backend.min_uid = 1000
+# Users' processes must reach this folder: its parent folders need o+x (it is made 0711,
+# each cluster's folder inside it 0700 and owned by the cluster's account).
+c.LocalBackend.work_dir = "/var/lib/hubgate-clusters"
+
 # --- the scheduler proxy that clients reach as gateway://host:port -----------------------
 c.HubgateService.scheduler_proxy_address = "0.0.0.0:8786"
 c.HubgateService.public_proxy_address = "gateway://hub.example.org:8786"

@@ -67,6 +67,9 @@ c.KubernetesBackend.instance_types = {
     for machine in INSTANCE_TYPES.values()
 }
 # c.KubernetesBackend.image_pull_secrets = ["regcred"]
+# Pods run as this uid with runAsNonRoot (the kubelet refuses root) and no capabilities;
+# 1000 is the docker-stacks images' "jovyan". At least min_uid.
+c.KubernetesBackend.run_as_user = 1000
 
 # -- what users choose ------------------------------------------------------------------
 c.HubgateService.cluster_options = OptionSet(

@@ -52,6 +52,9 @@ c.SlurmBackend.extra_directives = []  # e.g. ["--constraint=amd"]
 c.SlurmBackend.submit_as_user = ["runuser", "-u", "{username}", "--"]
 # Hub user names are the JASMIN account names; map them here if they differ.
 c.SlurmBackend.system_username = "{username}"
+# Hub users whose account is below this uid (root, slurm, daemon, ...) or is the service's
+# own get a 403 and no job is submitted for them.
+c.SlurmBackend.min_uid = 1000
 # Credentials and job output go to the user's home (0700), which compute nodes mount.
 c.SlurmBackend.staging_dir = "{home}/.hubgate/{cluster}/{name}"
 # Cancel as the user (the service account is not a Slurm operator).
