@@ -8,6 +8,7 @@ them, so requests go to 127.0.0.1 with the name in the ``Host`` header.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from http.cookies import SimpleCookie
 from typing import Any
@@ -86,3 +87,12 @@ class DashboardVisit:
         ws_url = "ws" + target[len("http") :]
         request = HTTPRequest(ws_url, headers=headers, request_timeout=TIMEOUT)
         return await websocket_connect(request)
+
+
+def open_dashboard(entry_url: str, token: str) -> HTTPResponse:
+    """:meth:`DashboardVisit.enter` for synchronous tests (runs its own event loop)."""
+
+    async def visit() -> HTTPResponse:
+        return await DashboardVisit(token).enter(entry_url)
+
+    return asyncio.run(visit())
