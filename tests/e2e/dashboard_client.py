@@ -49,11 +49,16 @@ class DashboardVisit:
     enter_url: str = ""
     url: str = ""
 
-    async def enter(self, entry_url: str) -> HTTPResponse:
-        """GET the entry URL with the token; follow the ticket redirect (keeping its
-        cookie) to the dashboard page. Returns the last response."""
-        response = await fetch(entry_url, {"Authorization": f"token {self.token}"})
-        if response.code != 302:
+    async def enter(self, entry_url: str, confirm: bool = False) -> HTTPResponse:
+        """GET the entry URL with the token (POST, an admin's confirmation, with
+        ``confirm``); follow the ticket redirect (keeping its cookie) to the dashboard
+        page. Returns the last response."""
+        response = await fetch(
+            entry_url,
+            {"Authorization": f"token {self.token}"},
+            **({"method": "POST", "body": b""} if confirm else {}),
+        )
+        if response.code not in (302, 303):
             return response
         self.enter_url = urljoin(entry_url, response.headers["Location"])
         response = await self.redeem(self.enter_url)
@@ -89,10 +94,10 @@ class DashboardVisit:
         return await websocket_connect(request)
 
 
-def open_dashboard(entry_url: str, token: str) -> HTTPResponse:
+def open_dashboard(entry_url: str, token: str, confirm: bool = False) -> HTTPResponse:
     """:meth:`DashboardVisit.enter` for synchronous tests (runs its own event loop)."""
 
     async def visit() -> HTTPResponse:
-        return await DashboardVisit(token).enter(entry_url)
+        return await DashboardVisit(token).enter(entry_url, confirm)
 
     return asyncio.run(visit())

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hubgate.hubrunner import RunningHub
+from tests.e2e.dashboard_client import open_dashboard
 from tests.e2e.service_api import ALL_STATUSES, ServiceApi, check_with_openapi
 
 pytestmark = pytest.mark.slow
@@ -108,10 +109,14 @@ def test_non_admin_cannot_list_all_users(api: ServiceApi) -> None:
 def test_dashboard_only_for_owner_and_admin(api: ServiceApi, clusters: dict[str, str]) -> None:
     alice = clusters["alice"]
     path = f"/clusters/{alice}/status"
-    for user in ("alice", "admin"):
-        reply = api.request("GET", path, user=user)
-        assert reply.status == 200, (user, reply.status, reply.text[:300])
-        assert "text/html" in reply.content_type and "bokeh" in reply.text.lower()
+    # The owner goes straight through; an admin confirms first (a POST).
+    for user, confirm in (("alice", False), ("admin", True)):
+        reply = open_dashboard(api.base + path, api.hub.tokens[user], confirm=confirm)
+        text = reply.body.decode()
+        assert reply.code == 200, (user, reply.code, text[:300])
+        assert "text/html" in reply.headers["Content-Type"] and "bokeh" in text.lower()
+    confirmation = api.request("GET", path, user="admin")
+    assert confirmation.status == 200 and "as an admin?" in confirmation.text
     page = api.request("GET", path, user="bob", headers={"Accept": "text/html"})
     assert page.status == 403
     assert "belongs to another user" in page.text and "Traceback" not in page.text

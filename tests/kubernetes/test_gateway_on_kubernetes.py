@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import pytest
 
 from hubgate.hubrunner import RunningHub
 from hubgate.spawners.kube_objects import LABEL_CLUSTER, LABEL_ROLE, LABEL_USER, escape_label_value
+from tests.e2e.dashboard_client import open_dashboard
 from tests.e2e.service_api import ServiceApi
 from tests.e2e.snippets import USER_SNIPPET
 from tests.fixtures.hub import gateway_env, run_python, start_hub
@@ -144,19 +143,12 @@ def test_dashboard_and_replaced_worker_pod_on_kubernetes_against_stand_in_apiser
         # the dashboard answers through the hub for the owner, and no one else
         assert cluster["dashboard_url"], cluster
         url = kube_hub.settings.hub_url + cluster["dashboard_url"]
-        req = urllib.request.Request(
-            url, headers={"Authorization": f"token {kube_hub.tokens[user]}"}
-        )
-        with urllib.request.urlopen(req, timeout=60) as resp:
-            assert resp.status == 200
-            page = resp.read().decode(errors="replace")
-        assert "Bokeh" in page or "bokeh" in page, page[:500]
-        other = urllib.request.Request(
-            url, headers={"Authorization": f"token {kube_hub.tokens['alice']}"}
-        )
-        with pytest.raises(urllib.error.HTTPError) as refused:
-            urllib.request.urlopen(other, timeout=60)
-        assert refused.value.code in (403, 404)
+        # through the service's entry, the ticket and the cluster's dashboard origin
+        page = open_dashboard(url, kube_hub.tokens[user])
+        assert page.code == 200, page.body[:500]
+        assert b"bokeh" in page.body.lower(), page.body[:500]
+        refused = open_dashboard(url, kube_hub.tokens["alice"])
+        assert refused.code in (403, 404)
 
         # a worker pod deleted behind the service's back is noticed and replaced
         victim = workers[0]["metadata"]
