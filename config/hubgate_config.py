@@ -46,6 +46,12 @@ c.LocalBackend.work_dir = "/var/lib/hubgate-clusters"
 c.HubgateService.scheduler_proxy_address = "0.0.0.0:8786"
 c.HubgateService.public_proxy_address = "gateway://hub.example.org:8786"
 
+# --- dashboards, each cluster on an origin of its own (never the hub's) ---------------------
+# Wildcard DNS *.dask.example.org and a wildcard certificate at the TLS terminator, which
+# sends those hosts (Host header kept) to the dashboard listener.
+c.HubgateService.dashboard_url = "https://{cluster}.dask.example.org"
+c.HubgateService.dashboard_bind_address = "127.0.0.1:8790"
+
 # --- what users may choose ---------------------------------------------------------------
 PROFILES = [
     ("small (1 core, 4 GiB)", {"worker_cores": 1, "worker_memory": 4 * GIB}),

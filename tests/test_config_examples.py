@@ -112,3 +112,17 @@ def test_admin_groups_is_ignored_with_a_warning_that_names_the_scope() -> None:
     message = record.getMessage()
     assert "admin_groups = ['hpc-support'] is ignored" in message
     assert "custom:hubgate:admin" in message and "'groups': ['hpc-support']" in message
+
+
+def test_examples_serve_dashboards_from_per_cluster_origins() -> None:
+    from hubgate.hub_service.dashboard_origin import DashboardOrigin
+
+    for path in (
+        CONFIG / "hubgate_config.py",
+        CONFIG / "slurm" / "hubgate_config.py",
+        CONFIG / "kubernetes" / "hubgate_config.py",
+    ):
+        c, _ = _run(path)
+        origin = DashboardOrigin.parse(c.HubgateService.dashboard_url)
+        assert origin.per_cluster and origin.scheme == "https", path
+        assert c.HubgateService.dashboard_bind_address.endswith(":8790"), path

@@ -36,6 +36,10 @@ c.HubgateService.python = "python"
 c.HubgateService.scheduler_proxy_address = "0.0.0.0:8786"
 # What clients outside the cluster use (the LoadBalancer's DNS name).
 c.HubgateService.public_proxy_address = "gateway://dask.example.org:8786"
+# Dashboards, each cluster on an origin of its own: the ingress sends *.dask.example.org
+# (wildcard DNS and certificate) to the hubgate Service's "dashboards" port.
+c.HubgateService.dashboard_url = "https://{cluster}.dask.example.org"
+c.HubgateService.dashboard_bind_address = "0.0.0.0:8790"
 c.HubgateService.cluster_start_timeout = 300  # a new node can take minutes to come up
 c.HubgateService.worker_start_timeout = 300
 c.HubgateService.user_limits = {"max_clusters": 3, "max_cores": 64, "max_memory": "512G"}

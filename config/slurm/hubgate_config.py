@@ -35,6 +35,10 @@ c.HubgateService.agent_url = "wss://dask-gateway.example.ac.uk/services/dask-gat
 # c.HubgateService.agent_ca_file = "/etc/pki/tls/certs/example-ac-uk-ca.pem"
 c.HubgateService.scheduler_proxy_address = "0.0.0.0:8786"
 c.HubgateService.public_proxy_address = "gateway://dask-gateway.example.ac.uk:8786"
+# Dashboards on origins of their own (wildcard DNS and certificate for
+# *.dask-dashboards.example.ac.uk at the TLS terminator, routed to this listener).
+c.HubgateService.dashboard_url = "https://{cluster}.dask-dashboards.example.ac.uk"
+c.HubgateService.dashboard_bind_address = "127.0.0.1:8790"
 # A job can wait in the queue for a while before it starts.
 c.HubgateService.cluster_start_timeout = 1800
 c.HubgateService.worker_start_timeout = 1800
