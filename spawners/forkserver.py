@@ -23,7 +23,8 @@ groups, and only then opens its log, reads its environment from ``env_file`` (mo
 in its own credentials folder, so the cluster's token and the user's variables reach no
 other process's memory) and runs ``hubgate.cluster_process.main([role])``. The server
 reaps its children and, when one ended without recording why (killed by a signal),
-writes its exit file, never following a link the user planted.
+writes its exit status to its exit file, never following a link the user planted and
+never reading anything a user's process wrote.
 
 Forking a process that runs threads is unsafe (a lock held by another thread stays held
 forever in the child), so the server starts none: it is a single-threaded ``select``
@@ -184,9 +185,10 @@ class ForkServer:
         exit_file = child.get("exit_file")
         if not exit_file or read_exit_file(exit_file) is not None:
             return  # the child said why itself
-        # A signal says it all; an exit code comes with the last words in the log.
-        reason = "" if os.WIFSIGNALED(status) else last_line(child.get("log"))
-        record = exit_record_from_status(status, reason)
+        # Only the status: the server never reads a user's log, so nothing one user's
+        # process printed sits in the memory the next user's child inherits (the
+        # service adds the log's last words when it reads the record).
+        record = exit_record_from_status(status)
         try:
             write_exit_file(exit_file, record)
         except OSError as exc:

@@ -659,6 +659,11 @@ class LocalBackend(Backend):
             last = await _in_thread(last_line, state.get("log"))
             reason = "ended without recording why" + (f": {last}" if last else "")
             return ProcessStatus(Phase.GONE, reason=reason)
+        if record.signal is None and record.exit_code and not record.reason:
+            # recorded by the fork server, which reads no user's output: its last words
+            record = ExitRecord(
+                record.exit_code, None, await _in_thread(last_line, state.get("log"))
+            )
         code = record.exit_code if record.signal is None else -record.signal
         return ProcessStatus(Phase.GONE, reason=record.describe(), exit_code=code)
 

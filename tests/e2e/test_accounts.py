@@ -220,6 +220,67 @@ def test_each_users_processes_run_as_their_own_uid_and_reach_nothing_else(
     assert "Scheduler at" in logs["scheduler"], logs
 
 
+def memory_holds(pid: int, needles: list[bytes]) -> list[bytes]:
+    """Which of ``needles`` are anywhere in the memory of ``pid`` (read as root)."""
+    found: set[bytes] = set()
+    with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+        for line in maps:
+            span, perms = line.split()[:2]
+            if not perms.startswith("r"):
+                continue
+            start, end = (int(x, 16) for x in span.split("-"))
+            try:
+                mem.seek(start)
+                chunk = mem.read(end - start)
+            except (OSError, OverflowError, ValueError):
+                continue  # [vvar] and the like
+            found.update(n for n in needles if n in chunk)
+    return sorted(found)
+
+
+def test_no_secret_of_one_cluster_reaches_anothers_memory(hub: RunningHub) -> None:
+    """The fork server serves every user: alice's environment, handed to her processes
+    only, and the service's token must not be in bob's processes forked after hers."""
+    alice_secret = "alice-only-" + os.urandom(12).hex()
+    alice, bob = gateway_for(hub, "alice"), gateway_for(hub, "bob")
+    options = alice.cluster_options()
+    options.environment = {"ALICE_SECRET": alice_secret}
+    alices = alice.new_cluster(options, shutdown_on_close=False)
+    bobs = None
+    try:
+        alices.scale(1)
+        client = alices.get_client(set_as_default=False)
+        client.wait_for_workers(1, timeout=120)
+        assert set(client.run(lambda: os.environ["ALICE_SECRET"]).values()) == {alice_secret}
+        assert client.run_on_scheduler(lambda: os.environ["ALICE_SECRET"]) == alice_secret
+        client.close()
+        bobs = bob.new_cluster(shutdown_on_close=False)
+        bobs.scale(1)
+        bob_client = bobs.get_client(set_as_default=False)
+        bob_client.wait_for_workers(1, timeout=120)
+        bob_client.close()
+        needles = [
+            alice_secret.encode(),
+            service_secrets(service_pid(hub))["JUPYTERHUB_API_TOKEN"].encode(),
+        ]
+        folder = hub.settings.cluster_work_dir / bobs.name
+        procs = processes_in(folder)
+        assert len(procs) == 2, procs  # his scheduler and worker
+        for pid in procs:
+            assert memory_holds(pid, needles) == [], f"found in bob's {procs[pid]}"
+        # the check can find what is there: alice's own scheduler holds her secret
+        alice_procs = processes_in(hub.settings.cluster_work_dir / alices.name)
+        assert all(memory_holds(p, needles[:1]) == needles[:1] for p in alice_procs)
+    finally:
+        alice.stop_cluster(alices.name)
+        alices.close()
+        if bobs is not None:
+            bob.stop_cluster(bobs.name)
+            bobs.close()
+        alice.close()
+        bob.close()
+
+
 def test_setup_script_runs_as_the_user(hub: RunningHub, clusters: dict[str, GatewayCluster]):
     gateway = gateway_for(hub, "bob")
     options = gateway.cluster_options()
