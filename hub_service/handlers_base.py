@@ -72,7 +72,7 @@ class BaseHandler(HubOAuthenticated, RequestHandler):
         except ServiceError as exc:
             if exc.status_code == 401:
                 self.set_header("WWW-Authenticate", 'token realm="JupyterHub"')
-            self.send_error_json(exc.status_code, exc.message)
+            self.refuse_after_body(exc.status_code, exc.message)
             return
         self._hub_auth_user_cache = {"name": self.user.name}
         self.service.manager.remember_user(self.user)
@@ -95,11 +95,21 @@ class BaseHandler(HubOAuthenticated, RequestHandler):
             self._body = bytearray()
         self._body += chunk
 
+    def refuse_after_body(self, status: int, message: str) -> None:
+        """Answer with an error in place of the handler's method, once the body is in.
+
+        For ``prepare``: finishing there, before a streamed body is read, makes tornado
+        close the connection with the body unread (the client may get a reset instead
+        of the answer), and the hub's proxy may reuse the dead connection (503 "socket
+        hang up"). Answering after the body keeps the connection, so no
+        ``Connection: close`` is needed."""
+
+        def refuse(*args: Any, **kwargs: Any) -> None:
+            self.send_error_json(status, message)
+
+        setattr(self, self.request.method.lower(), refuse)
+
     def send_error_json(self, status: int, message: str) -> None:
-        # Called from prepare, before a streamed body is read: tornado then closes the
-        # connection without saying so, and the hub's proxy, reusing it, answers the
-        # next request 503 ("socket hang up"). Say it.
-        self.set_header("Connection", "close")
         self.set_status(status, reason=reason_phrase(status, message))
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"error": message}))
@@ -173,7 +183,7 @@ class NotFoundHandler(BaseHandler):
 
     def prepare(self) -> None:  # type: ignore[override]
         prefix = self.service.service_prefix
-        self.send_error_json(
+        self.refuse_after_body(
             404,
             f"Not found: {self.request.path}. The API is under {prefix}api/ "
             f"(see {prefix}api/openapi.json)",
