@@ -47,7 +47,11 @@ for pkg in "${APT_PACKAGES[@]}"; do
         missing+=("$pkg")
     fi
 done
-if python_needs_venv_pkg; then
+if [[ ! -x /usr/bin/python3 && $(id -u) -eq 0 ]]; then
+    # Clusters run as other uids, so the venv needs a Python outside root-only folders
+    # (pyenv's under /root is not): Debian's.
+    missing+=(python3 python3-venv)
+elif python_needs_venv_pkg; then
     missing+=(python3-venv)
 fi
 if ((${#missing[@]} == 0)); then
