@@ -109,7 +109,7 @@ class ClusterManager:
         self._adaptive_target: dict[str, int] = {}
         self._adaptive_low_since: dict[str, float | None] = {}
         # the worker count the reconciler last held a cluster at, below its request
-        self._held_at: dict[str, int] = {}
+        self._held_at: dict[tuple[str, str], int] = {}
 
     # --- lifecycle ------------------------------------------------------------------
 
@@ -447,7 +447,8 @@ class ClusterManager:
 
     async def _finish_stop(self, cluster: Cluster, failed: bool = False) -> None:
         self.routes.remove_route(cluster.name)
-        self._held_at.pop(cluster.name, None)
+        for what in ("adaptive", "requested"):
+            self._held_at.pop((cluster.name, what), None)
         conn = self.agents.pop(cluster.name, None)
         if conn is not None:
             conn.close()
@@ -655,7 +656,9 @@ class ClusterManager:
         if wanted is not None:
             # The scheduler's wish is bounded by what the owner's limits leave now
             # (other clusters of theirs may have grown since adapt() was called).
-            wanted = min(wanted, self._worker_ceiling(cluster).workers)
+            ceiling = self._worker_ceiling(cluster)
+            self._note_held(cluster, "adaptive", wanted, ceiling)
+            wanted = min(wanted, ceiling.workers)
         if wanted is not None and wanted != cluster.requested_workers:
             cluster.requested_workers = wanted
             cluster.add_event(f"adaptive scaling to {wanted} worker(s)")
@@ -695,18 +698,23 @@ class ClusterManager:
         """The request, held under the limits as they stand now: here is where worker
         counts are applied, whether they came from scale(), adapt() or the scheduler."""
         ceiling = self._worker_ceiling(cluster)
-        want = min(cluster.requested_workers, ceiling.workers)
-        if want < cluster.requested_workers:
-            if self._held_at.get(cluster.name) != want:
-                self._held_at[cluster.name] = want
-                cluster.add_event(
-                    f"holding at {want} of {cluster.requested_workers} requested worker(s): "
-                    f"the limit is {ceiling.why}"
-                )
-                self._persist(cluster)
-        else:
-            self._held_at.pop(cluster.name, None)
-        return want
+        self._note_held(cluster, "requested", cluster.requested_workers, ceiling)
+        return min(cluster.requested_workers, ceiling.workers)
+
+    def _note_held(self, cluster: Cluster, what: str, wished: int, ceiling: Ceiling) -> None:
+        """An event when a worker count is first held below what was wished (and when
+        the hold changes), not every time it is looked at."""
+        key = (cluster.name, what)
+        if wished <= ceiling.workers:
+            self._held_at.pop(key, None)
+            return
+        if self._held_at.get(key) != ceiling.workers:
+            self._held_at[key] = ceiling.workers
+            cluster.add_event(
+                f"holding at {ceiling.workers} of {wished} {what} worker(s): "
+                f"the limit is {ceiling.why}"
+            )
+            self._persist(cluster)
 
     def _new_worker(self, cluster: Cluster) -> Worker:
         cluster.worker_counter += 1
