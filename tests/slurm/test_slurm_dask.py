@@ -126,6 +126,9 @@ async def test_dask_cluster_as_slurm_jobs(make_backend, slurm, tmp_path):
         # on 0.0.0.0, not on loopback. (The exported HUBGATE_ADVERTISE_HOST is checked in
         # test_slurm_backend.py.)
         assert address.startswith("tls://") and "127.0.0.1" not in address, address
+        # The service's routes use the node Slurm ran the job on (scontrol's BatchHost),
+        # never what the scheduler reports.
+        assert await backend.route_host(scheduler) == slurm.node
 
         worker = await backend.start(
             ProcessSpec(
