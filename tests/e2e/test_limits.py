@@ -68,7 +68,7 @@ def test_user_limits_refuse_a_cluster_too_many_and_clamp_scale(
     for name in names:
         bob.wait_running(name)
     before = len(bob.ok("GET", EVERYTHING)["clusters"])
-    folders = set((hub.settings.work_dir / "clusters").iterdir())
+    folders = set(hub.settings.cluster_work_dir.iterdir())
 
     status, body = bob.call("POST", "clusters", {"options": {}})
     assert status == 409, body
@@ -87,7 +87,7 @@ def test_user_limits_refuse_a_cluster_too_many_and_clamp_scale(
     assert "at most 3 cluster(s)" in error, error
     # nothing half-created
     assert len(bob.ok("GET", EVERYTHING)["clusters"]) == before
-    assert set((hub.settings.work_dir / "clusters").iterdir()) == folders
+    assert set(hub.settings.cluster_work_dir.iterdir()) == folders
 
     # 3 schedulers hold 3 of bob's 12 cores; 2-core workers: (12 - 3) // 2 = 4 fit.
     reply = bob.ok("POST", f"clusters/{names[0]}/scale", {"count": 6})
