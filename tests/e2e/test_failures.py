@@ -5,6 +5,7 @@ cluster stopped. End to end against a real JupyterHub and real processes."""
 from __future__ import annotations
 
 import os
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -109,10 +110,13 @@ def test_reserved_environment_variables_are_refused(alice: HubgateAPI) -> None:
 def test_start_timeout_fails_with_a_reason(
     alice: HubgateAPI, ops_hub: RunningHub, tmp_path: Path
 ) -> None:
-    # An "interpreter" that never starts a scheduler: it says so and waits.
-    stuck = tmp_path / "stuck-python"
-    stuck.write_text("#!/bin/sh\necho 'loading a very large environment...'\nexec sleep 600\n")
-    os.chmod(stuck, 0o755)
-    error = _client_error(ops_hub, tmp_path, python=str(stuck))
+    # An "interpreter" that never starts a scheduler: it says so and waits. It lives
+    # where alice's cluster account may run it (pytest's tmp_path is root's alone).
+    with tempfile.TemporaryDirectory(prefix="hubgate-stuck-") as folder:
+        os.chmod(folder, 0o755)
+        stuck = Path(folder) / "stuck-python"
+        stuck.write_text("#!/bin/sh\necho 'loading a very large environment...'\nexec sleep 600\n")
+        os.chmod(stuck, 0o755)
+        error = _client_error(ops_hub, tmp_path, python=str(stuck))
     assert "did not become ready within 20 s" in error, error
     assert "loading a very large environment" in error, error
