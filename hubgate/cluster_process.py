@@ -125,11 +125,14 @@ def read_exit_file(path: str | os.PathLike[str]) -> ExitRecord | None:
 def read_own_file(path: str | os.PathLike[str], limit: int) -> bytes:
     """At most ``limit`` bytes of the regular file ``path``, not following a symbolic
     link at its end (a root reader of a user's folder must not read what the user
-    links to) and not blocking on a FIFO. Raises ``OSError`` otherwise."""
+    links to), nor a file with other hard links (where fs.protected_hardlinks is off, a
+    user may link a file they cannot read), and not blocking on a FIFO. Raises
+    ``OSError`` otherwise."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"{path} is not a regular file")
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
+            raise OSError(f"{path} is not a regular file of its own")
         return f.read(limit)
 
 

@@ -134,7 +134,9 @@ def _tail(path: str, max_lines: int) -> str | None:
     except OSError:
         return "(the log is not a file the service reads)"
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        # another hard link: maybe a file the user cannot read (protected_hardlinks off)
+        if not stat.S_ISREG(info.st_mode) or info.st_nlink != 1:
             return "(the log is not a file the service reads)"
         f.seek(0, os.SEEK_END)
         size = f.tell()
