@@ -331,8 +331,13 @@ async def _run_scheduler(config: ProcessConfig, stop: asyncio.Event) -> str:
 
 
 async def _run_worker(config: ProcessConfig, stop: asyncio.Event) -> str:
+    import dask.config
     from distributed import Nanny, Worker
     from distributed.security import Security
+
+    # A worker's HTTP server (metrics, health) has no authentication and listens where
+    # other users' processes (loopback, the batch node) can reach it: serve nothing.
+    dask.config.set({"distributed.worker.http.routes": []})
 
     security = Security(
         require_encryption=True,

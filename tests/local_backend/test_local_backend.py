@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from tornado.httpclient import AsyncHTTPClient
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
 
 from hubgate.spawners.base import Phase, ProcessSpec
 from hubgate.spawners.local import LocalBackend, is_running
@@ -72,6 +72,13 @@ async def test_cluster_end_to_end(
     ) as client:
         total = await client.compute(da.ones((4000, 4000), chunks=500).sum())
         assert total == 16_000_000
+        # Workers' HTTP servers, reachable by any local account, serve nothing.
+        ports = await client.run(lambda dask_worker: dask_worker.http_server.port)
+        for port in ports.values():
+            for path in ("/metrics", "/health"):
+                with pytest.raises(HTTPClientError) as refused:
+                    await AsyncHTTPClient().fetch(f"http://127.0.0.1:{port}{path}")
+                assert refused.value.code == 404
         # Once the work is done the agent reports an idle cluster.
         activity = await agent_endpoint.wait_message(cluster.name, "activity", processing=0)
         assert isinstance(activity["adaptive_target"], int)
