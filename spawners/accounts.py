@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import pwd
 import stat
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -46,12 +47,15 @@ class AccountRefused(BackendError):
 @dataclass(frozen=True)
 class Account:
     """Who a user's processes run as. ``home`` is empty for uids without a system
-    account (their cluster folder is their home then)."""
+    account (their cluster folder is their home then). ``groups`` are all its group
+    ids (the primary one included), as its login gets them from the group database;
+    none for uids without a system account."""
 
     name: str
     uid: int
     gid: int
     home: str = ""
+    groups: tuple[int, ...] = ()
 
 
 class UidAllocator(Protocol):
@@ -67,11 +71,23 @@ def lookup_system_account(name: str) -> Account | None:
         entry = pwd.getpwnam(name)
     except KeyError:
         return None
-    return Account(name=entry.pw_name, uid=entry.pw_uid, gid=entry.pw_gid, home=entry.pw_dir)
+    # The account's groups are the user's own (shared project data, say): its processes
+    # get them, as its login and JupyterHub's LocalProcessSpawner do.
+    groups = tuple(sorted(set(os.getgrouplist(entry.pw_name, entry.pw_gid))))
+    return Account(
+        name=entry.pw_name, uid=entry.pw_uid, gid=entry.pw_gid, home=entry.pw_dir, groups=groups
+    )
 
 
-def check_uid(uid: int, min_uid: int, username: str, account: str) -> None:
-    """Refuse system accounts and the service's own account for ``username``."""
+def check_uid(
+    uid: int,
+    min_uid: int,
+    username: str,
+    account: str,
+    system_ranges: Sequence[Sequence[int]] = (),
+) -> None:
+    """Refuse system accounts (below ``min_uid`` or in one of ``system_ranges``, first
+    and last uid inclusive) and the service's own account for ``username``."""
     if uid == os.getuid() or uid == os.geteuid():
         raise AccountRefused(
             f"The hub user {username!r} maps to the account {account!r}, which is the "
@@ -84,6 +100,14 @@ def check_uid(uid: int, min_uid: int, username: str, account: str) -> None:
             f"system account (uids below {min_uid} are refused): clusters never run as "
             "one. Ask an administrator to map this user to an account of their own."
         )
+    for first, last in system_ranges:
+        if first <= uid <= last:
+            raise AccountRefused(
+                f"The hub user {username!r} maps to the account {account!r} (uid {uid}), "
+                f"a system account (uids {first}..{last} are the system's): clusters never "
+                "run as one. Ask an administrator to map this user to an account of their "
+                "own."
+            )
 
 
 def missing_privileges() -> list[str]:

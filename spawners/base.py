@@ -54,7 +54,7 @@ import socket
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from traitlets import Integer, Unicode
+from traitlets import Integer, List, Unicode
 from traitlets.config import LoggingConfigurable
 
 if TYPE_CHECKING:
@@ -158,6 +158,17 @@ class Backend(LoggingConfigurable):
         service's own cannot create clusters (403), and nothing is started for them.
         Applies to the local and batch backends; on Kubernetes, KubernetesBackend's
         run_as_user must be at least this.""",
+    )
+
+    system_uid_ranges = List(
+        List(Integer(), minlen=2, maxlen=2),
+        default_value=[[60000, 64999], [65534, 65535]],
+        config=True,
+        help="""Ranges of uids ([first, last], inclusive) above min_uid that belong to the
+        system, refused like those below it: by default Debian's range for accounts that
+        packages create with fixed uids (60000-64999: slurm is 64030 on Debian) and
+        nobody/nogroup (65534). Set [] where real users have uids there (some LDAP
+        sites).""",
     )
 
     #: Set by the service before ``setup``: hands hub users uids of their own, kept in

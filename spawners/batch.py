@@ -596,7 +596,7 @@ class BatchBackend(Backend):
                 "ask an administrator to create it (or to fix system_username)"
             ) from None
         # Never submit as root, slurm, another system account or the service itself.
-        check_uid(account.uid, self.min_uid, hub_username, account.name)
+        check_uid(account.uid, self.min_uid, hub_username, account.name, self.system_uid_ranges)
         return account
 
     def _stored_account(self, state: ProcessState) -> SystemAccount:

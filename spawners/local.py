@@ -210,8 +210,9 @@ class LocalBackend(Backend):
         help="""Which account runs a user's schedulers and workers.
 
         ``"system"``: the user's system account, named by ``account_template`` (as
-        dask-gateway's LocalBackend and JupyterHub's LocalProcessSpawner do); a hub user
-        without one cannot create clusters (403).
+        dask-gateway's LocalBackend and JupyterHub's LocalProcessSpawner do), with the
+        groups the group database gives it (as its login has them); a hub user without
+        one cannot create clusters (403).
         ``"uid-range"``: for hubs whose users have no system accounts; each hub user
         gets a uid of their own from ``uid_range`` (group id the same number, no
         supplementary groups), recorded in the service's database so it never changes
@@ -380,7 +381,7 @@ class LocalBackend(Backend):
             account = await self._range_account(username)
         else:
             account = await self._system_account(username)
-        check_uid(account.uid, self.min_uid, username, account.name)
+        check_uid(account.uid, self.min_uid, username, account.name, self.system_uid_ranges)
         return account
 
     async def _system_account(self, username: str) -> Account:
@@ -578,6 +579,7 @@ class LocalBackend(Backend):
                     role,
                     uid=account.uid if account else None,
                     gid=account.gid if account else None,
+                    groups=account.groups if account else (),
                     cwd=cwd,
                     log=log,
                     exit_file=exit_file,
@@ -617,10 +619,14 @@ class LocalBackend(Backend):
             command = ["bash", "-c", script, "bash", *argv]
         else:
             command = argv
-        # The child becomes the account (no supplementary groups) before it execs.
+        # The child becomes the account (with its own groups only) before it execs.
         as_account: dict[str, Any] = {}
         if account is not None:
-            as_account = {"user": account.uid, "group": account.gid, "extra_groups": []}
+            as_account = {
+                "user": account.uid,
+                "group": account.gid,
+                "extra_groups": list(account.groups),
+            }
         try:
             proc = await asyncio.create_subprocess_exec(
                 *command,

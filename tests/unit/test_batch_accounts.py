@@ -1,8 +1,9 @@
 """Batch backends never submit as root, a system account or the service's own account.
 
 SlurmBackend with a stand-in ``sbatch`` (a script that records that it ran): a hub user
-named root, daemon or one with no system account is refused before anything is
-submitted; an ordinary account (``nobody``, uid 65534) is submitted.
+named root, daemon, slurm, nobody or one with no system account is refused before
+anything is submitted; an ordinary account is submitted (``nobody`` stands for one, with
+the system's uid ranges emptied).
 """
 
 from __future__ import annotations
@@ -42,9 +43,17 @@ def spec(username: str) -> ProcessSpec:
         ("root", "'root', which is the service's own account"),
         ("daemon", r"'daemon' \(uid 1\), a system account \(uids below 1000 are refused\)"),
         ("slurm-or-none-xyz", "there is no system account 'slurm-or-none-xyz'"),
+        # above min_uid, in the system's ranges (Debian's slurm-wlm makes slurm 64030)
+        ("slurm", r"'slurm' \(uid \d+\), a system account"),
+        ("nobody", r"'nobody' \(uid 65534\), a system account \(uids 65534\.\.65535"),
     ],
 )
 async def test_refused_accounts_get_no_job(tmp_path: Path, username: str, message: str) -> None:
+    if username == "slurm":
+        try:
+            pwd.getpwnam("slurm")
+        except KeyError:
+            pytest.skip("no slurm account on this machine (Debian's slurm-wlm makes one)")
     marker = tmp_path / "sbatch-ran"
     backend = backend_recording_to(marker, tmp_path)
     with pytest.raises(AccountRefused, match=message):
@@ -60,12 +69,12 @@ async def test_min_uid_is_configurable_and_ordinary_accounts_are_submitted(
 ) -> None:
     marker = tmp_path / "sbatch-ran"
     nobody = pwd.getpwnam("nobody").pw_uid
-    strict = backend_recording_to(marker, tmp_path, min_uid=nobody + 1)
+    strict = backend_recording_to(marker, tmp_path, min_uid=nobody + 1, system_uid_ranges=[])
     with pytest.raises(AccountRefused, match=f"below {nobody + 1} are refused"):
         await strict.start(spec("nobody"))
     assert not marker.exists()
 
-    backend = backend_recording_to(marker, tmp_path)
+    backend = backend_recording_to(marker, tmp_path, system_uid_ranges=[])
     await backend.check_user("nobody")
     state = await backend.start(spec("nobody"))
     assert state["job_id"] == "4242" and state["username"] == "nobody"
