@@ -10,7 +10,7 @@ ready to run at once.
 Protocol: one connection per request, one JSON line each way.
 
     {"op": "spawn", "role": "worker", "uid": 2000000001, "gid": 2000000001,
-     "cwd": "...", "log": "...", "exit_file": "...", "env_file": "..."}
+     "groups": [], "cwd": "...", "log": "...", "exit_file": "...", "env_file": "..."}
                                                     -> {"pid": 1234}
     {"op": "ping"}                                  -> {"ok": true, "pid": <server pid>}
     anything wrong                                  -> {"error": "..."}
@@ -18,8 +18,8 @@ Protocol: one connection per request, one JSON line each way.
 The server runs as root and serves every user, so nothing secret ever passes through
 it: it is started with a clean environment (``PATH``, locale, thread limits: never the
 service's), and a request names only paths and ids. The child calls ``setsid`` (so it
-outlives this server and the service), drops to ``uid``/``gid`` with no supplementary
-groups, and only then opens its log, reads its environment from ``env_file`` (mode 0600
+outlives this server and the service), drops to ``uid``/``gid`` with exactly ``groups``
+(a system account's own groups; none otherwise), and only then opens its log, reads its environment from ``env_file`` (mode 0600
 in its own credentials folder, so the cluster's token and the user's variables reach no
 other process's memory) and runs ``hubgate.cluster_process.main([role])``. The server
 reaps its children and, when one ended without recording why (killed by a signal),
@@ -247,7 +247,7 @@ class ForkServer:
             os.close(self.wakeup_r)
             os.close(self.wakeup_w)
             if child.uid is not None and child.gid is not None:
-                drop_privileges(child.uid, child.gid)
+                drop_privileges(child.uid, child.gid, child.groups)
             os.umask(0o077)
             null = os.open(os.devnull, os.O_RDONLY)
             os.dup2(null, 0)
@@ -286,6 +286,7 @@ class ChildRequest:
     role: str
     uid: int | None
     gid: int | None
+    groups: tuple[int, ...]
     cwd: str
     log: str
     exit_file: str | None
@@ -295,6 +296,7 @@ class ChildRequest:
     def parse(cls, request: dict[str, Any]) -> ChildRequest | str:
         role = request.get("role")
         uid, gid = request.get("uid"), request.get("gid")
+        groups = request.get("groups", [])
         paths = [request.get(k) for k in ("cwd", "log", "env_file")]
         exit_file = request.get("exit_file")
         if role not in ROLES:
@@ -303,24 +305,28 @@ class ChildRequest:
             v is None or (type(v) is int and v > 0) for v in (uid, gid)
         ):
             return "spawn needs uid and gid (both positive integers) or neither"
+        if not isinstance(groups, list) or not all(type(g) is int and g >= 0 for g in groups):
+            return "groups must be a list of group ids"
+        if groups and uid is None:
+            return "groups need a uid and gid"
         if not all(isinstance(p, str) and p.startswith("/") for p in paths):
             return "spawn needs absolute paths: cwd, log, env_file"
         if exit_file is not None and not isinstance(exit_file, str):
             return "exit_file must be a path"
         cwd, log, env_file = paths
-        return cls(role, uid, gid, cwd, log, exit_file, env_file)
+        return cls(role, uid, gid, tuple(groups), cwd, log, exit_file, env_file)
 
 
-def drop_privileges(uid: int, gid: int) -> None:
-    """Become ``uid``/``gid`` for good, with no supplementary groups; raise if any of
-    it did not hold."""
-    os.setgroups([])
+def drop_privileges(uid: int, gid: int, groups: tuple[int, ...] = ()) -> None:
+    """Become ``uid``/``gid`` for good, with exactly ``groups`` as supplementary groups
+    (none by default); raise if any of it did not hold."""
+    os.setgroups(list(groups))
     os.setresgid(gid, gid, gid)
     os.setresuid(uid, uid, uid)
     if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid):
         raise PermissionError(f"could not switch to uid {uid}, gid {gid}")
-    if os.getgroups() not in ([], [gid]):
-        raise PermissionError("supplementary groups remain")
+    if set(os.getgroups()) - {gid} != set(groups) - {gid}:
+        raise PermissionError("the supplementary groups are not the account's")
     # Changing credentials made the kernel mark us undumpable: /proc/self would be
     # root's and the user's own tools (psutil's fd counts, a debugger) refused. Nothing
     # in this process is anyone else's: the server holds no secrets.
@@ -482,18 +488,20 @@ class ForkServerClient:
         *,
         uid: int | None,
         gid: int | None,
+        groups: tuple[int, ...] = (),
         cwd: str,
         log: str,
         exit_file: str,
         env_file: str,
     ) -> int:
-        """Fork a child that runs ``role`` as ``uid``/``gid`` (None: as the server)
-        with the environment in ``env_file``."""
+        """Fork a child that runs ``role`` as ``uid``/``gid`` with ``groups`` (None:
+        as the server) with the environment in ``env_file``."""
         message = {
             "op": "spawn",
             "role": role,
             "uid": uid,
             "gid": gid,
+            "groups": list(groups),
             "cwd": cwd,
             "log": log,
             "exit_file": exit_file,
