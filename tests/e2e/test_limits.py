@@ -172,7 +172,9 @@ def test_adaptive_clusters_stay_within_the_users_cores_together(
         busy.communicate()
     assert max(seen) == 9, seen
     held = [e["message"] for name in names for e in bob.cluster(name)["events"]]
-    assert any("your limit of 12 cores across all your clusters" in m for m in held), held
+    assert any("your limit of 12 cores across all your clusters" in m for m in held), "\n".join(
+        held
+    )
 
 
 def test_scale_to_a_hundred_million_is_refused_in_milliseconds(

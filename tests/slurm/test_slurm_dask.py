@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import hmac
 import json
+import os
 import secrets
+import shutil
 import socket
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -190,7 +193,11 @@ async def test_scheduler_on_the_service_host_with_workers_as_jobs(make_backend, 
     token = secrets.token_hex(16)
     agent = AgentEndpoint(token)
     config = Config()
-    config.LocalBackend.work_dir = str(tmp_path / "local")
+    # The scheduler runs as the user: its folder must be one their account can reach
+    # (pytest's tmp_path is under root's 0700 /tmp/pytest-of-root).
+    reachable = tempfile.mkdtemp(prefix="hubgate-slurm-local-")
+    os.chmod(reachable, 0o711)
+    config.LocalBackend.work_dir = os.path.join(reachable, "local")
     backend = make_backend(scheduler_on_service_host=True, config=config)
     await backend.setup()
     try:
@@ -236,3 +243,4 @@ async def test_scheduler_on_the_service_host_with_workers_as_jobs(make_backend, 
     finally:
         agent.close()
         await backend.cleanup()
+        shutil.rmtree(reachable, ignore_errors=True)
