@@ -27,6 +27,12 @@ def main(argv: list[str] | None = None) -> int:
         help="port of the scheduler proxy that clients connect to (default 8786)",
     )
     parser.add_argument(
+        "--dashboard-port",
+        type=int,
+        default=8790,
+        help="port of the dashboards' own origin, http://<cluster>.localhost:<port> (default 8790)",
+    )
+    parser.add_argument(
         "--work-dir",
         help="folder for the hub's and service's files (default: a new temporary folder)",
     )
@@ -44,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         proxy_api_port=free_port(),
         service_port=free_port(),
         scheduler_proxy_port=args.scheduler_proxy_port,
+        dashboard_port=args.dashboard_port,
         stop_clusters_on_shutdown=True,
     )
     if args.password:
@@ -80,6 +87,10 @@ hubgate demo is running.
   gateway address:   {info["gateway_address"]}
   scheduler proxy:   {info["proxy_address"]}
   clusters page:     {info["gateway_address"]}/
+  dashboards:        {info["dashboard_url"]} (one origin per cluster; every
+                     dashboard link opens through the gateway address first)
+
+  Each user's clusters run under a uid of their own; 'admin' holds the admin scope.
 
   users (log in with the password; use the token from a laptop):
 {users}

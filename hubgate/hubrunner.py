@@ -351,6 +351,7 @@ class RunningHub:
             "gateway_address": s.gateway_address,
             "public_address": s.gateway_address,
             "proxy_address": s.proxy_address,
+            "dashboard_url": s.dashboard_url,
             "users": {u: {"password": s.password, "token": self.tokens.get(u)} for u in s.users},
         }
 
