@@ -16,7 +16,6 @@ The page cannot be framed and keeps no opener.
 from __future__ import annotations
 
 import html
-import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,7 +27,7 @@ from ..dashboard_guard import dashboard_prefix
 from .auth import Unauthorized
 from .dashboard_app import enter_url
 from .dashboard_origin import DashboardOrigin
-from .dashboard_proxy import check_dashboard_access, error_page
+from .dashboard_proxy import check_dashboard_access, write_error_answer
 from .dashboard_sessions import DashboardGrant, DashboardSessions
 from .errors import ServiceError
 from .model import User
@@ -160,18 +159,8 @@ class DashboardEntryHandler(HubOAuthenticated, web.RequestHandler):
         )
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        message = self._reason
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, web.HTTPError) and exc.log_message:
-            message = exc.log_message % exc.args if exc.args else exc.log_message
-        self.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
-        accept = self.request.headers.get("Accept", "")
-        if "application/json" in accept and "text/html" not in accept:
-            self.set_header("Content-Type", "application/json")
-            self.finish(json.dumps({"error": message}))
-            return
-        self.set_header("Content-Type", "text/html; charset=UTF-8")
-        self.finish(error_page(status_code, self._reason, message))
+        policy = "default-src 'none'; style-src 'unsafe-inline'"
+        write_error_answer(self, status_code, kwargs, policy)
 
 
 _CONFIRM_PAGE = """<!doctype html><html lang='en'><head><meta charset='utf-8'>

@@ -218,18 +218,26 @@ class _DashboardMixin:
         set_header("Referrer-Policy", "same-origin")
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
-        message = self._reason
-        exc = kwargs.get("exc_info", (None, None, None))[1]
-        if isinstance(exc, web.HTTPError) and exc.log_message:
-            message = exc.log_message % exc.args if exc.args else exc.log_message
-        accept = self.request.headers.get("Accept", "")
-        if "application/json" in accept and "text/html" not in accept:
-            self.set_header("Content-Type", "application/json")
-            self.finish(json.dumps({"error": message}))
-            return
-        self.set_header("Content-Type", "text/html; charset=UTF-8")
-        self.set_header("Content-Security-Policy", content_security_policy(None))
-        self.finish(error_page(status_code, self._reason, message))
+        write_error_answer(self, status_code, kwargs, content_security_policy(None))
+
+
+def write_error_answer(
+    handler: web.RequestHandler, status_code: int, kwargs: dict[str, Any], policy: str
+) -> None:
+    """A ``write_error`` for pages that browsers and programs both open: JSON for a
+    caller that asks only for it, else a small escaped HTML page under ``policy``."""
+    message = handler._reason
+    exc = kwargs.get("exc_info", (None, None, None))[1]
+    if isinstance(exc, web.HTTPError) and exc.log_message:
+        message = exc.log_message % exc.args if exc.args else exc.log_message
+    accept = handler.request.headers.get("Accept", "")
+    if "application/json" in accept and "text/html" not in accept:
+        handler.set_header("Content-Type", "application/json")
+        handler.finish(json.dumps({"error": message}))
+        return
+    handler.set_header("Content-Type", "text/html; charset=UTF-8")
+    handler.set_header("Content-Security-Policy", policy)
+    handler.finish(error_page(status_code, handler._reason, message))
 
 
 def error_page(status_code: int, reason: str, message: str) -> str:
