@@ -81,6 +81,30 @@ check = "import os, sys; sys.exit(not os.__file__.startswith(sys.base_prefix))"
 sys.exit(subprocess.run([sys.argv[1], "-c", check], user=65534, group=65534,
                         extra_groups=[], cwd="/").returncode)' "$1" >/dev/null 2>&1
 }
+# hubgate's code (an editable install) and the venv are read from this checkout by
+# every cluster account, so each folder above it must let others pass (o+x). A checkout
+# in a folder of mktemp's (0700, under /tmp) is opened to passing, nothing more; anywhere
+# else (such as /root) we stop and say so rather than open a private folder.
+open_checkout_path() {
+    [[ $(id -u) -eq 0 ]] || return 0
+    local dir="$ROOT" mode parent
+    while [[ "$dir" != "/" ]]; do
+        mode=$(stat -c %a "$dir")
+        if (((8#$mode & 1) == 0)); then
+            parent="$(dirname "$dir")"
+            if [[ "$parent" == /tmp || "$parent" == /var/tmp || "$parent" == "${TMPDIR:-/tmp}" ]] &&
+                [[ "$(stat -c %u "$dir")" == 0 ]]; then
+                chmod o+x "$dir"
+                say "checkout: $dir is a temporary folder; let other accounts pass through it (o+x)"
+            else
+                die "users' clusters run as their own accounts and read hubgate from this checkout, but $dir (mode $mode) does not let other accounts pass. Clone hubgate somewhere they can (e.g. /opt/hubgate or /srv/hubgate)."
+            fi
+        fi
+        dir="$(dirname "$dir")"
+    done
+}
+open_checkout_path
+
 PYTHON=""
 for candidate in "$(command -v python3 || true)" /usr/bin/python3 /usr/local/bin/python3; do
     [[ -n "$candidate" && -x "$candidate" ]] || continue
