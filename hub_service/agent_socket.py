@@ -18,10 +18,25 @@ if TYPE_CHECKING:
 log = logging.getLogger("hubgate.agent")
 
 
+#: The least an agent may send in one message. A scheduler runs its user's code, so its
+#: agent is hostile input: tornado's default (10 MiB) would let it make the service parse
+#: far more than the biggest real message, a hello listing every worker (about 150
+#: bytes each, so this floor fits several thousand).
+MAX_AGENT_MESSAGE = 1 << 20
+BYTES_PER_WORKER = 512
+
+
 class AgentSocket(WebSocketHandler):
     """Authenticated with the cluster's own token, never with a user's."""
 
     cluster: Cluster
+
+    @property
+    def max_message_size(self) -> int:
+        # Larger messages close the connection (1009) before anything is parsed; room for
+        # a hello of the largest cluster the service allows.
+        most_workers = self.service.max_workers_per_cluster
+        return max(MAX_AGENT_MESSAGE, most_workers * BYTES_PER_WORKER)
 
     @property
     def service(self) -> HubgateService:

@@ -213,3 +213,37 @@ def test_a_hello_without_valid_ports_fails_the_cluster(
     forge(hub, name, changes, tmp_path)
     record = bob.wait_for(name, lambda r: r["status"] == "FAILED", "refusing the hello", 60)
     assert expected in record["reason"], record
+
+
+OVERSIZE = """
+import asyncio
+from dask_gateway import Gateway
+
+async def oversize(dask_scheduler):
+    agent = dask_scheduler.plugins["hubgate-agent"]
+    conn = agent._conn
+    agent._send({{"type": "activity", "padding": "x" * (2 << 20)}})
+    for _ in range(200):
+        if conn.close_code is not None:
+            return conn.close_code
+        await asyncio.sleep(0.05)
+    return None
+
+cluster = Gateway().connect({name!r})
+client = cluster.get_client(set_as_default=False)
+print("CLOSE_CODE", client.run_on_scheduler(oversize), flush=True)
+"""
+
+
+def test_an_oversized_agent_message_closes_the_agents_connection(
+    hub: RunningHub, bob: HubgateAPI, tmp_path: Path
+) -> None:
+    """2 MiB from the agent (the service reads at most 1 MiB): the service closes the
+    websocket with 1009 before parsing it; the agent reconnects and the cluster works."""
+    name = bob.create()["name"]
+    bob.wait_running(name)
+    proc = run_client(hub, "bob", textwrap.dedent(OVERSIZE.format(name=name)), tmp_path)
+    assert values(proc.stdout, "CLOSE_CODE") == ["1009"], proc.stdout + proc.stderr
+    assert bob.ok("POST", f"clusters/{name}/scale", {"count": 1})
+    bob.wait_for(name, lambda r: r["workers"]["running"] == 1, "a worker after reconnecting", 60)
+    assert bob.cluster(name)["status"] == "RUNNING"
