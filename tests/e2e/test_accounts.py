@@ -149,9 +149,8 @@ def run_probes(
     return answers
 
 
-@pytest.fixture(scope="module")
-def clusters(hub: RunningHub) -> Iterator[dict[str, GatewayCluster]]:
-    """A running cluster with one worker for alice and one for bob."""
+def alice_and_bob_clusters(hub: RunningHub) -> Iterator[dict[str, GatewayCluster]]:
+    """A running cluster with one worker for alice and one for bob (a fixture's body)."""
     made: dict[str, GatewayCluster] = {}
     gateways = {user: gateway_for(hub, user) for user in ("alice", "bob")}
     try:
@@ -165,6 +164,11 @@ def clusters(hub: RunningHub) -> Iterator[dict[str, GatewayCluster]]:
             cluster.close()
         for gateway in gateways.values():
             gateway.close()
+
+
+@pytest.fixture(scope="module")
+def clusters(hub: RunningHub) -> Iterator[dict[str, GatewayCluster]]:
+    yield from alice_and_bob_clusters(hub)
 
 
 def test_each_users_processes_run_as_their_own_uid_and_reach_nothing_else(

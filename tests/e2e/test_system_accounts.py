@@ -30,7 +30,7 @@ from dask_gateway import GatewayCluster
 
 from hubgate.hubrunner import RunningHub
 from tests.e2e.service_api import ServiceApi, check_with_openapi
-from tests.e2e.test_accounts import gateway_for, processes_in
+from tests.e2e.test_accounts import alice_and_bob_clusters, gateway_for, processes_in
 from tests.fixtures.hub import start_hub
 
 pytestmark = pytest.mark.slow
@@ -116,20 +116,7 @@ def system_hub(
 
 @pytest.fixture(scope="module")
 def clusters(system_hub: RunningHub) -> Iterator[dict[str, GatewayCluster]]:
-    """A running cluster with one worker for alice and one for bob."""
-    made: dict[str, GatewayCluster] = {}
-    gateways = {user: gateway_for(system_hub, user) for user in ("alice", "bob")}
-    try:
-        for user, gateway in gateways.items():
-            made[user] = gateway.new_cluster(shutdown_on_close=False)
-            made[user].scale(1)
-        yield made
-    finally:
-        for user, cluster in made.items():
-            gateways[user].stop_cluster(cluster.name)
-            cluster.close()
-        for gateway in gateways.values():
-            gateway.close()
+    yield from alice_and_bob_clusters(system_hub)
 
 
 def whoami(paths: dict[str, str]) -> dict[str, Any]:
