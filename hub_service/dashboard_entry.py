@@ -20,7 +20,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from jupyterhub.services.auth import HubOAuthenticated
 from tornado import web
 
 from ..dashboard_guard import dashboard_prefix
@@ -30,6 +29,7 @@ from .dashboard_origin import DashboardOrigin
 from .dashboard_proxy import check_dashboard_access, write_error_answer
 from .dashboard_sessions import DashboardGrant, DashboardSessions
 from .errors import ServiceError
+from .handlers_base import HubAuthFromSettings
 from .model import User
 
 __all__ = ["DashboardEntry", "entry_routes"]
@@ -54,7 +54,7 @@ class DashboardEntry:
     came_over_https: Callable[[web.RequestHandler], bool]
 
 
-class DashboardEntryHandler(HubOAuthenticated, web.RequestHandler):
+class DashboardEntryHandler(HubAuthFromSettings, web.RequestHandler):
     """GET: redirect the owner (confirmation page for an admin); POST: the admin's
     confirmation."""
 
@@ -63,14 +63,6 @@ class DashboardEntryHandler(HubOAuthenticated, web.RequestHandler):
     @property
     def entry(self) -> DashboardEntry:
         return self.settings[ENTRY_SETTING]
-
-    @property
-    def hub_auth(self) -> Any:  # type: ignore[override]
-        return self.settings["hub_auth"]
-
-    @hub_auth.setter
-    def hub_auth(self, value: Any) -> None:
-        pass
 
     def get_current_user(self) -> Any:
         return None  # never HubAuthenticated's blocking lookup; we authenticate below

@@ -29,8 +29,21 @@ def reason_phrase(status: int, message: str) -> str | None:
     return text.replace("<", "[").replace(">", "]")[:400]
 
 
+class HubAuthFromSettings(HubOAuthenticated):
+    """HubOAuthenticated with the service's one ``HubOAuth`` (the application's
+    ``hub_auth`` setting, its cache shared) instead of a new one per handler class."""
+
+    @property
+    def hub_auth(self) -> Any:  # type: ignore[override]
+        return self.settings["hub_auth"]
+
+    @hub_auth.setter
+    def hub_auth(self, value: Any) -> None:
+        pass
+
+
 @stream_request_body
-class BaseHandler(HubOAuthenticated, RequestHandler):
+class BaseHandler(HubAuthFromSettings, RequestHandler):
     """Authenticates in ``prepare`` (unless ``public``) and answers errors as
     ``{"error": message}``.
 
@@ -48,14 +61,6 @@ class BaseHandler(HubOAuthenticated, RequestHandler):
     @property
     def service(self) -> HubgateService:
         return self.settings["hubgate_service"]
-
-    @property
-    def hub_auth(self) -> Any:  # type: ignore[override]
-        return self.settings["hub_auth"]
-
-    @hub_auth.setter
-    def hub_auth(self, value: Any) -> None:
-        pass
 
     def get_current_user(self) -> Any:
         # set by prepare(); never the blocking lookup of the mixin
