@@ -42,8 +42,21 @@ The contract, modelled on JupyterHub's ``Spawner``:
 Every method is ``async`` and must not block the event loop: run subprocess waits and
 slow calls in a thread or with asyncio's subprocess support.
 
-A subclass that leaves one of the abstract methods out fails when its class is defined,
-not when the first cluster starts.
+The hooks a backend must write are marked ``@abstractmethod`` (here ``start``, ``poll``,
+``stop`` and ``read_log``; a base class may add its own, as the batch base adds the
+per-system commands and parsers). Every class is checked when it is defined: one that
+leaves a hook out raises ``TypeError`` naming the class and the missing hooks, so a
+broken backend fails at import, not at its first poll. Only a class that itself says
+``__abstract__ = True`` in its body is exempt (a base meant to be subclassed); the flag
+is not inherited, so its subclasses are checked again.
+
+Errors whose text reaches users: :class:`BackendError` (and its subclasses, such as
+``AccountRefused``). Its message becomes a FAILED cluster's reason or a 4xx body as it
+is, so write it for the user and keep out what is not theirs to see: secrets, other
+users' files and paths, and raw output of commands run as the service or about other
+users' jobs (log those, and say in the message what the user can do). Any other
+exception a backend raises is an unexpected one: the user gets a sentence with an error
+id and the traceback goes to the service log under that id (``hub_service/errors.py``).
 """
 
 from __future__ import annotations
@@ -51,6 +64,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import socket
+from abc import abstractmethod
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -66,9 +80,9 @@ __all__ = [
     "ProcessSpec",
     "ProcessState",
     "ProcessStatus",
+    "missing_hooks",
 ]
 
-REQUIRED_METHODS = ("start", "poll", "stop", "read_log")
 WILDCARD_HOSTS = ("", "0.0.0.0", "::", "[::]")
 
 
@@ -177,15 +191,17 @@ class Backend(LoggingConfigurable):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if getattr(cls, "__abstract__", False) or cls.__dict__.get("__abstract__"):
+        # Only the class's own body can exempt it: an inherited flag would let every
+        # subclass of an abstract base skip the check.
+        if cls.__dict__.get("__abstract__", False):
             return
-        missing = [
-            name
-            for name in REQUIRED_METHODS
-            if getattr(cls, name, None) is getattr(Backend, name, None)
-        ]
+        missing = missing_hooks(cls)
         if missing:
-            raise TypeError(f"Backend {cls.__name__} must implement {', '.join(missing)}")
+            raise TypeError(
+                f"Backend {cls.__module__}.{cls.__qualname__} does not implement "
+                f"{', '.join(missing)}: every backend must define these hooks (or say "
+                "__abstract__ = True in its own body if it is a base for other backends)"
+            )
 
     async def setup(self) -> None:
         """Called once when the service starts, before any other method."""
@@ -200,15 +216,19 @@ class Backend(LoggingConfigurable):
         account or the service's own. Called when a cluster is created, before anything
         starts; ``start`` checks again. The default accepts everyone."""
 
+    @abstractmethod
     async def start(self, spec: ProcessSpec) -> ProcessState:
         raise NotImplementedError
 
+    @abstractmethod
     async def poll(self, states: list[ProcessState]) -> list[ProcessStatus]:
         raise NotImplementedError
 
+    @abstractmethod
     async def stop(self, state: ProcessState) -> None:
         raise NotImplementedError
 
+    @abstractmethod
     async def read_log(self, state: ProcessState, max_lines: int = 50) -> str | None:
         raise NotImplementedError
 
@@ -219,3 +239,19 @@ class Backend(LoggingConfigurable):
         # Bound to every interface of this host: its name, as the process runtime
         # advertises it to workers (getfqdn may ask DNS: not on the event loop).
         return await asyncio.get_running_loop().run_in_executor(None, socket.getfqdn)
+
+
+def missing_hooks(cls: type) -> list[str]:
+    """The abstract hooks (``@abstractmethod``, from any base) that ``cls`` leaves
+    without an implementation, sorted by name."""
+    declared = {
+        name
+        for klass in cls.__mro__
+        for name, value in vars(klass).items()
+        if getattr(value, "__isabstractmethod__", False)
+    }
+    return sorted(
+        name
+        for name in declared
+        if getattr(getattr(cls, name, None), "__isabstractmethod__", False)
+    )

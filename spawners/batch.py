@@ -31,6 +31,7 @@ import re
 import shlex
 import stat
 import sys
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -150,7 +151,9 @@ def _read_tail(path: str, max_lines: int, owner: str) -> str | None:
 
 class BatchBackend(Backend):
     """What Slurm, PBS, SGE and LSF have in common. Subclasses say how to write
-    directives, submit, query and cancel on their system."""
+    directives, submit, query and cancel on their system: the abstract hooks below
+    (``job_directives``, ``parse_job_id``, ``query_jobs``, ``queue_and_project``) join
+    the backend contract and are checked when a subclass is defined."""
 
     __abstract__ = True
 
@@ -359,14 +362,20 @@ class BatchBackend(Backend):
         super().__init__(**kwargs)
         self._local: Backend | None = None
 
-    # -- hooks for each batch system ---------------------------------------------------
+    # -- hooks for each batch system (abstract: checked when a subclass is defined) ----
 
+    @abstractmethod
     def job_directives(self, request: JobRequest) -> list[str]:
+        """The directive lines (without the prefix) that request ``request``'s
+        resources on this system."""
         raise NotImplementedError
 
+    @abstractmethod
     def parse_job_id(self, output: str) -> str:
+        """The job id in the submit command's output (``JobParseError`` if none)."""
         raise NotImplementedError
 
+    @abstractmethod
     async def query_jobs(
         self, job_ids: Sequence[str], prefix: Sequence[str] = ()
     ) -> dict[str, JobInfo]:
@@ -378,7 +387,10 @@ class BatchBackend(Backend):
         """How a job that left the queue ended, when the system still knows."""
         return None
 
+    @abstractmethod
     def queue_and_project(self, resources: dict[str, Any]) -> tuple[str, str]:
+        """The queue (partition) and project (QOS) for a job, from the cluster's
+        resources or this backend's defaults."""
         raise NotImplementedError
 
     # -- the contract ------------------------------------------------------------------
