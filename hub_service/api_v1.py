@@ -8,7 +8,7 @@ from typing import Any
 from .._version import __version__
 from ..options import OptionsError, resolve_option_set
 from .cluster_config import ClusterConfig, ConfigError
-from .errors import Forbidden, Invalid
+from .errors import Forbidden, Invalid, ServiceError, report_unexpected
 from .handlers_base import BaseHandler
 from .model import ClusterStatus, to_v1_json
 
@@ -57,6 +57,10 @@ async def create_from_request(handler: BaseHandler, requested: Any) -> Any:
         config = ClusterConfig.from_handler_output(config_dict, service.cluster_defaults())
     except (OptionsError, ConfigError) as exc:
         raise Invalid(str(exc)) from None
+    except Exception as exc:
+        # A bug in the operator's options handler: not the user's doing, nor theirs to read.
+        text = report_unexpected(exc, "applying this service's cluster options handler")
+        raise ServiceError(text[0].upper() + text[1:], 500) from exc
     return await service.manager.create_cluster(handler.user, options, config)
 
 

@@ -37,6 +37,7 @@ from .dashboard_proxy import (
     error_page,
 )
 from .dashboard_sessions import DashboardGrant, DashboardSessions
+from .unexpected import LogsUnexpectedErrors
 
 __all__ = ["COOKIE", "DashboardAccess", "enter_url", "make_dashboard_app"]
 
@@ -72,7 +73,7 @@ def _is_dashboard_path(path: str, cluster: str) -> bool:
     return path == prefix or path.startswith(prefix + "/")
 
 
-class _PageHandler(web.RequestHandler):
+class _PageHandler(LogsUnexpectedErrors):
     """Readable HTML errors under a closed content policy."""
 
     @property
@@ -93,6 +94,8 @@ class _PageHandler(web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, web.HTTPError) and exc.log_message:
             message = exc.log_message % exc.args if exc.args else exc.log_message
+        else:
+            message = self.unexpected_error_text() or message
         self.set_header("Content-Type", "text/html; charset=UTF-8")
         self.finish(error_page(status_code, self._reason, message))
 

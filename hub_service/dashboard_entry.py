@@ -31,6 +31,7 @@ from .dashboard_sessions import DashboardGrant, DashboardSessions
 from .errors import ServiceError
 from .handlers_base import HubAuthFromSettings
 from .model import User
+from .unexpected import LogsUnexpectedErrors
 
 __all__ = ["DashboardEntry", "entry_routes"]
 
@@ -54,7 +55,7 @@ class DashboardEntry:
     came_over_https: Callable[[web.RequestHandler], bool]
 
 
-class DashboardEntryHandler(HubAuthFromSettings, web.RequestHandler):
+class DashboardEntryHandler(HubAuthFromSettings, LogsUnexpectedErrors):
     """GET: redirect the owner (confirmation page for an admin); POST: the admin's
     confirmation."""
 

@@ -45,6 +45,7 @@ from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
 
 from ..dashboard_guard import SECRET_HEADER
+from .unexpected import LogsUnexpectedErrors
 
 __all__ = [
     "DashboardAuthorize",
@@ -225,11 +226,14 @@ def write_error_answer(
     handler: web.RequestHandler, status_code: int, kwargs: dict[str, Any], policy: str
 ) -> None:
     """A ``write_error`` for pages that browsers and programs both open: JSON for a
-    caller that asks only for it, else a small escaped HTML page under ``policy``."""
+    caller that asks only for it, else a small escaped HTML page under ``policy``. An
+    unexpected exception shows only its error id (see ``unexpected.py``)."""
     message = handler._reason
     exc = kwargs.get("exc_info", (None, None, None))[1]
     if isinstance(exc, web.HTTPError) and exc.log_message:
         message = exc.log_message % exc.args if exc.args else exc.log_message
+    elif isinstance(handler, LogsUnexpectedErrors):
+        message = handler.unexpected_error_text() or message
     accept = handler.request.headers.get("Accept", "")
     if "application/json" in accept and "text/html" not in accept:
         handler.set_header("Content-Type", "application/json")
@@ -272,7 +276,7 @@ def _http_client() -> AsyncHTTPClient:
 
 
 @web.stream_request_body
-class DashboardHTTPProxyHandler(_DashboardMixin, web.RequestHandler):
+class DashboardHTTPProxyHandler(_DashboardMixin, LogsUnexpectedErrors):
     """Plain HTTP to the dashboard: every method, bodies streamed both ways."""
 
     SUPPORTED_METHODS = ("GET", "HEAD", "POST", "DELETE", "PATCH", "PUT", "OPTIONS")
@@ -392,7 +396,9 @@ class DashboardHTTPProxyHandler(_DashboardMixin, web.RequestHandler):
         raise dashboard_unreachable(self.cluster_name)
 
 
-class DashboardWebSocketProxyHandler(_DashboardMixin, websocket.WebSocketHandler):
+class DashboardWebSocketProxyHandler(
+    _DashboardMixin, LogsUnexpectedErrors, websocket.WebSocketHandler
+):
     """Websockets (Bokeh's ``/ws``) to the dashboard: both directions, text and binary,
     close codes passed on."""
 

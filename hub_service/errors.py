@@ -1,6 +1,30 @@
-"""Errors whose text is for the user: each maps to a 4xx JSON body ``{"error": ...}``."""
+"""Errors whose text is for the user, and what the user sees of every other error.
+
+Exceptions that carry a message written for users, shown to them as it is:
+
+- :class:`ServiceError` and its subclasses (``NotFound``, ``Forbidden``, ``Conflict``,
+  ``Invalid``, ``LimitExceeded``): a 4xx JSON body ``{"error": ...}``;
+- ``BackendError`` and its subclasses (``AccountRefused``, the batch backends'
+  ``CommandError``) from ``spawners/base.py``: a FAILED cluster's reason, an event, a
+  403 for ``AccountRefused``; backends keep secrets, other users' paths and raw output
+  of other accounts' commands out of them;
+- ``ValueError`` raised by the operator's cluster options handler (``OptionsError``
+  included): the handler's way to refuse options, a 422.
+
+Anything else is unexpected (a bug, a library's internals, an operating-system error
+with paths in it): :func:`report_unexpected` logs its traceback once under a short
+error id and gives the user a sentence that says what failed and quotes the id, never
+the exception's text.
+"""
 
 from __future__ import annotations
+
+import logging
+import secrets
+
+from ..spawners.base import BackendError
+
+log = logging.getLogger("hubgate.errors")
 
 
 class ServiceError(Exception):
@@ -39,3 +63,27 @@ class LimitExceeded(ServiceError):
     (as ``GatewayClusterError``)."""
 
     status_code = 409
+
+
+#: The exception types whose text is shown to users as it is (see the module docstring).
+USER_SAFE_ERRORS: tuple[type[Exception], ...] = (ServiceError, BackendError)
+
+
+def new_error_id() -> str:
+    """A short id that names one unexpected error in the service log."""
+    return secrets.token_hex(4)
+
+
+def unexpected_error_message(doing: str, error_id: str) -> str:
+    """What a user reads about an unexpected error: what failed, and the id."""
+    return (
+        f"the service hit an unexpected error while {doing} (error id {error_id}); "
+        "an administrator can find the details in the service log"
+    )
+
+
+def report_unexpected(exc: BaseException, doing: str) -> str:
+    """Log ``exc`` with its traceback under a new error id; return the user's text."""
+    error_id = new_error_id()
+    log.error("Unexpected error while %s (error id %s)", doing, error_id, exc_info=exc)
+    return unexpected_error_message(doing, error_id)

@@ -7,10 +7,12 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from jupyterhub.services.auth import HubOAuthCallbackHandler, HubOAuthenticated
-from tornado.web import HTTPError, RequestHandler, stream_request_body
+from tornado.web import HTTPError, stream_request_body
 
+from ..spawners.base import BackendError
 from .errors import Invalid, ServiceError
 from .model import Cluster, User
+from .unexpected import LogsUnexpectedErrors
 
 if TYPE_CHECKING:
     from .app import HubgateService
@@ -43,9 +45,10 @@ class HubAuthFromSettings(HubOAuthenticated):
 
 
 @stream_request_body
-class BaseHandler(HubAuthFromSettings, RequestHandler):
+class BaseHandler(HubAuthFromSettings, LogsUnexpectedErrors):
     """Authenticates in ``prepare`` (unless ``public``) and answers errors as
-    ``{"error": message}``.
+    ``{"error": message}``: a :class:`ServiceError`'s message, or for an unexpected
+    exception a 500 that quotes the error id under which its traceback was logged.
 
     Bodies are streamed in (after ``prepare``) and kept only up to the service's
     ``max_json_body_size``: a larger one is read to its end and thrown away, so that
@@ -173,8 +176,13 @@ class BaseHandler(HubAuthFromSettings, RequestHandler):
             message = exc.log_message % exc.args if exc.args else exc.log_message
         elif status_code == 405:
             message = f"{self.request.method} is not allowed on {self.request.path}"
+        elif isinstance(exc, BackendError):
+            message = str(exc)  # written for users (see errors.py)
         elif status_code >= 500:
-            message = "The service failed to handle this request; the error is in its log"
+            message = (
+                self.unexpected_error_text()
+                or "The service failed to handle this request; the error is in its log"
+            )
         else:
             message = self._reason
         self.set_header("Content-Type", "application/json")

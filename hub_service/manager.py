@@ -24,7 +24,15 @@ from ..spawners.accounts import AccountRefused
 from ..spawners.base import Backend, BackendError, Phase, ProcessSpec, ProcessStatus
 from .cluster_config import ClusterConfig
 from .culling import adaptive_workers, idle_stop_reason, lease_stop_reason
-from .errors import Conflict, Forbidden, Invalid, LimitExceeded, NotFound, ServiceError
+from .errors import (
+    Conflict,
+    Forbidden,
+    Invalid,
+    LimitExceeded,
+    NotFound,
+    ServiceError,
+    report_unexpected,
+)
 from .limits import (
     Ceiling,
     UserLimits,
@@ -292,8 +300,8 @@ class ClusterManager:
             )
             return
         except Exception as exc:
-            log.exception("Starting the scheduler of %s failed", cluster.name)
-            await self.stop_cluster(cluster, f"The scheduler could not be started: {exc}", True)
+            text = report_unexpected(exc, f"starting the scheduler of cluster {cluster.name}")
+            await self.stop_cluster(cluster, f"The scheduler could not be started: {text}", True)
             return
         if cluster.status is not ClusterStatus.PENDING:
             # stopped while we were starting it
@@ -517,13 +525,17 @@ class ClusterManager:
             scheduler = host_port(host, ports.scheduler)
             dashboard = host_port(host, ports.dashboard) if ports.dashboard else ""
             self._check_routes_free(cluster, scheduler, dashboard)
-        except (RefusedAddress, BackendError) as exc:
+        except Exception as exc:
             if cluster.status.active:
-                log.warning("Cluster %s: refusing its scheduler's hello: %s", cluster.name, exc)
+                if isinstance(exc, RefusedAddress | BackendError):
+                    log.warning("Cluster %s: refusing its scheduler's hello: %s", cluster.name, exc)
+                    why = str(exc)
+                else:
+                    why = report_unexpected(exc, f"routing to the scheduler of {cluster.name}")
                 self._spawn(
                     self.stop_cluster(
                         cluster,
-                        f"The service cannot route to this cluster's scheduler: {exc}",
+                        f"The service cannot route to this cluster's scheduler: {why}",
                         failed=True,
                     )
                 )
@@ -747,13 +759,20 @@ class ClusterManager:
             worker.state = await asyncio.wait_for(
                 self.backend.start(spec), self.settings.worker_start_timeout
             )
-        except (BackendError, TimeoutError) as exc:
-            text = str(exc) or "the backend did not start it in time"
-            self._worker_failed(cluster, worker, f"could not be started: {text}")
+        except BackendError as exc:
+            self._worker_failed(cluster, worker, f"could not be started: {exc}")
+            return
+        except TimeoutError:
+            self._worker_failed(
+                cluster,
+                worker,
+                f"was not started by the backend within "
+                f"{self.settings.worker_start_timeout:g} s (worker_start_timeout)",
+            )
             return
         except Exception as exc:
-            log.exception("Starting worker %s failed", worker.name)
-            self._worker_failed(cluster, worker, f"could not be started: {exc}")
+            text = report_unexpected(exc, f"starting worker {worker.name}")
+            self._worker_failed(cluster, worker, f"could not be started: {text}")
             return
         if not cluster.status.active:
             await self._stop_process(worker.state)

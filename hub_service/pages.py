@@ -25,6 +25,9 @@ from typing import Any
 from jupyterhub.services.auth import HubOAuth, HubOAuthenticated, UserNotAllowed
 from tornado import template, web
 
+from .dashboard_proxy import error_page
+from .unexpected import LogsUnexpectedErrors
+
 __all__ = ["STATIC_DIR", "ClustersPageHandler", "page_routes"]
 
 STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -48,8 +51,16 @@ async def hub_page_user(handler: ClustersPageHandler) -> dict[str, Any] | None:
         ) from None
 
 
-class ClustersPageHandler(HubOAuthenticated, web.RequestHandler):
+class ClustersPageHandler(HubOAuthenticated, LogsUnexpectedErrors):
     """GET ``<service prefix>``: the clusters page."""
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        unexpected = self.unexpected_error_text()
+        if unexpected is None:
+            super().write_error(status_code, **kwargs)
+            return
+        self.set_header("Content-Type", "text/html; charset=UTF-8")
+        self.finish(error_page(status_code, self._reason, unexpected))
 
     def initialize(self) -> None:
         hub_auth = self.settings.get("hub_auth")

@@ -498,8 +498,10 @@ class OptionSet:
     ``handler(options)`` or ``handler(options, user)``, sync or async, receives the
     validated, transformed options (keys renamed by ``target``, select keys replaced by
     their values; attribute access works) and returns the cluster config dict. Without
-    a handler the transformed options are the config. Anything the handler raises is
-    reported to the user as an :class:`OptionsError` with its text.
+    a handler the transformed options are the config. A handler refuses options by
+    raising ``ValueError`` (or :class:`OptionsError`): the user sees its text. Any other
+    exception is a bug in the handler and propagates unchanged (the service logs it and
+    shows the user only an error id).
     """
 
     def __init__(self, *fields: Field, handler: Handler | None = None) -> None:
@@ -576,7 +578,7 @@ class OptionSet:
             )
             if inspect.isawaitable(result):
                 result = await result
-        except Exception as exc:
+        except ValueError as exc:
             raise OptionsError(str(exc) or type(exc).__name__) from exc
         if not isinstance(result, dict):
             raise TypeError(

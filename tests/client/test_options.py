@@ -469,14 +469,23 @@ async def test_handlers_sync_async_one_or_two_args():
     assert (await OptionSet(*fields, handler=async_two).parse({}, User()))[1] == {"owner": "alice"}
 
 
-async def test_handler_errors_become_options_errors():
+async def test_handler_value_errors_become_options_errors_and_bugs_propagate():
+    class Nobody:
+        name = "bob"
+        groups: list[str] = []
+
     def strict(options, user):
         if options.worker_cores > 2 and "gpu-users" not in user.groups:
             raise ValueError("Only 2 cores without the gpu-users group")
-        raise RuntimeError("quota exceeded: ask your admin")
+        return {"cores": options.worker_cores, "quota": user.quota}  # a bug: no .quota
 
     option_set = OptionSet(worker_cores_field(), handler=strict)
-    with pytest.raises(OptionsError, match="^quota exceeded: ask your admin$"):
+    # a refusal, in words for the user
+    with pytest.raises(OptionsError, match="^Only 2 cores without the gpu-users group$"):
+        await option_set.parse({"worker_cores": 3}, Nobody())
+    # a bug in the handler is not turned into a message for the user (the service logs
+    # it and answers with an error id)
+    with pytest.raises(AttributeError, match="quota"):
         await option_set.parse({"worker_cores": 3}, User())
 
     with pytest.raises(TypeError, match="must return a dict"):
