@@ -494,7 +494,16 @@ class BatchBackend(Backend):
         if "local" in state:
             return await self._local_backend().route_host(state["local"])
         job_id = str(state.get("job_id") or "")
-        node = await self.job_node(state) if job_id else ""
+        try:
+            node = await self.job_node(state) if job_id else ""
+        except BackendError as exc:
+            # The query may run as the service and list everyone's jobs: its output is
+            # for the operator, not for the user whose scheduler this is.
+            self.log.warning("Cannot find the node of %s job %s: %s", self.system_name, job_id, exc)
+            raise BackendError(
+                f"{self.system_name} could not be asked which node job {job_id} runs on; "
+                "an administrator can find why in the service log"
+            ) from exc
         if not _NODE_NAME.fullmatch(node):
             raise BackendError(
                 f"{self.system_name} does not say which node job {job_id or '?'} runs on"

@@ -54,6 +54,8 @@ __all__ = ["KubernetesBackend", "PodReflector", "pod_status"]
 _SA_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 # Seconds route_host waits for the watch to show a running scheduler pod's IP.
 POD_IP_WAIT = 10.0
+# Enough of an API server's refusal (a quota, an invalid field) for a user's message.
+_API_MESSAGE_CHARS = 500
 
 
 # -- pod status -> ProcessStatus --------------------------------------------------------
@@ -611,7 +613,10 @@ class KubernetesBackend(Backend):
             extra_annotations={str(k): str(v) for k, v in self.extra_annotations.items()},
         )
 
-    def _api_error(self, what: str, exc: Exception) -> BackendError:
+    def _api_error(self, what: str, exc: Exception, *, quote: bool = True) -> BackendError:
+        """The user's error for a failed API call; the operator's detail goes to the log.
+        ``quote=False`` for calls whose refusal may echo what the user must not read
+        (a Secret's contents): the message then gives only the status."""
         from kubernetes_asyncio.client.exceptions import ApiException
 
         if isinstance(exc, ApiException):
@@ -626,7 +631,12 @@ class KubernetesBackend(Backend):
                     f"hubgate is not allowed to {what} in namespace {self.namespace!r}; "
                     "ask your administrator to check hubgate's Role"
                 )
-            return BackendError(f"Kubernetes could not {what}: {message}")
+            if not quote:
+                return BackendError(
+                    f"Kubernetes could not {what} (HTTP {exc.status}); an administrator "
+                    "can find why in the service log"
+                )
+            return BackendError(f"Kubernetes could not {what}: {message[:_API_MESSAGE_CHARS]}")
         self.log.error("Kubernetes API call to %s failed: %r", what, exc)
         return BackendError(f"hubgate could not reach Kubernetes to {what}; try again in a minute")
 
@@ -722,7 +732,9 @@ class KubernetesBackend(Backend):
             await asyncio.shield(self._delete_pod(state, grace=0))
             if isinstance(exc, BackendError | asyncio.CancelledError):
                 raise
-            raise self._api_error(f"create the {process.role}'s service or secret", exc) from exc
+            raise self._api_error(
+                f"create the {process.role}'s service or secret", exc, quote=False
+            ) from exc
         self.log.info("Started pod %s/%s for %s", self.namespace, process.name, spec.name)
         return state
 
