@@ -7,8 +7,8 @@ import json
 from importlib import resources
 from typing import Any
 
-from ..options import resolve_option_set
 from .api_v1 import adapt_from_request, create_from_request, parse_statuses, scale_from_request
+from .cluster_settings import option_set_for
 from .errors import Invalid
 from .handlers_base import BaseHandler
 from .model import Cluster, ClusterStatus, to_rich_json
@@ -42,7 +42,7 @@ class WhoAmIHandler(HubgateHandler):
 
 class RichOptionsHandler(HubgateHandler):
     async def get(self) -> None:
-        option_set = await resolve_option_set(self.service.cluster_options, self.user)
+        option_set = await option_set_for(self.service.cluster_options, self.user)
         self.write_json({"fields": option_set.rich_spec()})
 
 

@@ -6,8 +6,9 @@ import asyncio
 from typing import Any
 
 from .._version import __version__
-from ..options import OptionsError, resolve_option_set
-from .cluster_config import ClusterConfig, ConfigError
+from ..options import OptionsError
+from .cluster_config import ConfigError
+from .cluster_settings import option_set_for, parse_options
 from .errors import Forbidden, Invalid, ServiceError, report_unexpected
 from .handlers_base import BaseHandler
 from .model import ClusterStatus, to_v1_json
@@ -44,19 +45,23 @@ class VersionHandler(BaseHandler):
 
 class OptionsHandler(BaseHandler):
     async def get(self) -> None:
-        option_set = await resolve_option_set(self.service.cluster_options, self.user)
+        option_set = await option_set_for(self.service.cluster_options, self.user)
         self.write_json({"cluster_options": option_set.spec()})
 
 
 async def create_from_request(handler: BaseHandler, requested: Any) -> Any:
-    """Validate options, apply the handler and the service defaults, and create."""
+    """Validate options, apply the handler and the service defaults, and create. A
+    handler's result with a key nothing reads is the hub's mistake (``HubMisconfigured``,
+    a 409), not the user's."""
     service = handler.service
-    option_set = await resolve_option_set(service.cluster_options, handler.user)
+    option_set = await option_set_for(service.cluster_options, handler.user)
     try:
-        options, config_dict = await option_set.parse(requested, handler.user)
-        config = ClusterConfig.from_handler_output(config_dict, service.cluster_defaults())
+        options, config_dict = await parse_options(option_set, requested, handler.user)
+        config = service.cluster_config_for(config_dict, handler.user)
     except (OptionsError, ConfigError) as exc:
         raise Invalid(str(exc)) from None
+    except ServiceError:
+        raise  # HubMisconfigured: says what it is, and is logged already
     except Exception as exc:
         # A bug in the operator's options handler: not the user's doing, nor theirs to read.
         text = report_unexpected(exc, "applying this service's cluster options handler")

@@ -22,7 +22,18 @@ from tornado.httpserver import HTTPServer
 from tornado.web import Application as TornadoApplication
 from tornado.web import HTTPError
 from traitlets import Any as AnyTrait
-from traitlets import Bool, Dict, Float, Integer, List, Unicode, default, observe, validate
+from traitlets import (
+    Bool,
+    Dict,
+    Float,
+    Integer,
+    List,
+    TraitError,
+    Unicode,
+    default,
+    observe,
+    validate,
+)
 from traitlets.config import Application, catch_config_error
 
 from .._version import __version__
@@ -31,6 +42,8 @@ from ..spawners.base import Backend, BackendError
 from . import api_hubgate, api_v1
 from .agent_socket import AgentSocket
 from .auth import ADMIN_SCOPE, Authenticator, HubgateHubAuth
+from .cluster_config import ClusterConfig, ConfigError
+from .cluster_settings import ClusterSettings
 from .dashboard_app import DashboardAccess, make_dashboard_app
 from .dashboard_entry import ENTRY_SETTING, DashboardEntry, entry_routes
 from .dashboard_origin import DashboardOrigin
@@ -39,11 +52,13 @@ from .dashboard_sessions import DashboardGrant, DashboardSessions
 from .errors import ServiceError
 from .fd_limit import raise_open_files_limit
 from .handlers_base import NotFoundHandler, OAuthCallbackHandler
-from .limits import UserLimits, limits_for
+from .hub_servers import HubRefused, HubServers
+from .limits import LimitsPolicy, UserLimits, limits_table
 from .manager import ClusterManager, ManagerSettings
 from .model import ClusterStatus, User
 from .pages import page_routes
 from .scheduler_proxy import ProxyLimits, SchedulerProxy, parse_target
+from .schema import SchemaError
 from .secrets import SecretBox, load_or_create_keys
 from .store import ClusterStore
 
@@ -224,6 +239,21 @@ class HubgateService(Application):
     def _default_db_url(self) -> str:
         return f"sqlite:///{Path(self.data_dir) / 'hubgate.sqlite'}"
 
+    upgrade_db = Bool(
+        None,
+        allow_none=True,
+        config=True,
+        help="""Upgrade the database's schema at start when it was written by an older
+        hubgate.
+
+        None (the default): a SQLite file is upgraded, after a copy of it is written
+        beside it (<file>.<time>.bak); any other database is left alone and the service
+        stops with a message saying to back it up and run `hubgate upgrade-db`. True:
+        any database is upgraded at start (back PostgreSQL up regularly). False: never;
+        the service stops instead. A database written by a newer hubgate is always
+        refused.""",
+    )
+
     encryption_keys = List(
         Unicode(),
         config=True,
@@ -266,13 +296,16 @@ class HubgateService(Application):
         result overrides: worker_cores, worker_memory (bytes or '2G'), scheduler_cores,
         scheduler_memory, environment, worker_setup, scheduler_setup, python, image, idle_timeout
         (seconds, 0 = never), max_workers, max_cores, max_memory (per-cluster limits),
-        and backend-specific keys (partition, account, ...).""",
+        and the keys the backend takes (Backend.accepted_resources: partition, account,
+        walltime... for batch backends, instance_type on Kubernetes). Checked at start:
+        an unknown key or a wrong value stops the service with a message naming it.""",
     )
 
     user_limits = Dict(
         config=True,
         help="""Limits across all of a user's running clusters: {"max_clusters": 2,
-        "max_cores": 16, "max_memory": "64G"}. Omitted keys mean no limit.""",
+        "max_cores": 16, "max_memory": "64G"}. Omitted keys mean no limit. Checked at
+        start: another key or a wrong value stops the service with a message.""",
     )
 
     group_limits = Dict(
@@ -286,6 +319,26 @@ class HubgateService(Application):
         config=True,
         help="""Limits for named users, overriding their groups': {"alice": {...}}.""",
     )
+
+    @validate("user_limits", "group_limits", "per_user_limits")
+    def _typed_limits(self, proposal: Any) -> dict[str, Any]:
+        name = proposal["trait"].name
+        try:
+            if name == "user_limits":
+                UserLimits.from_config(proposal["value"], f"HubgateService.{name}")
+            else:
+                limits_table(proposal["value"], f"HubgateService.{name}")
+        except ConfigError as exc:
+            raise TraitError(str(exc)) from None
+        return proposal["value"]
+
+    @observe("user_limits", "group_limits", "per_user_limits")
+    def _limits_changed(self, change: Any) -> None:
+        self._limits_policy = None
+
+    @observe("cluster_config", "cluster_options", "backend_class")
+    def _cluster_settings_changed(self, change: Any) -> None:
+        self._cluster_settings = None
 
     max_workers_per_cluster = Integer(
         1000,
@@ -307,7 +360,10 @@ class HubgateService(Application):
     @validate("max_workers_per_cluster", "max_clusters_per_user")
     def _at_least_one(self, proposal: Any) -> int:
         if proposal["value"] < 1:
-            raise ValueError(f"{proposal['trait'].name} must be at least 1")
+            raise TraitError(
+                f"HubgateService.{proposal['trait'].name} must be at least 1, "
+                f"got {proposal['value']}"
+            )
         return proposal["value"]
 
     admin_scope = Unicode(
@@ -451,6 +507,21 @@ class HubgateService(Application):
         help="Seconds a stopped cluster's record (and its logs) stays visible.",
     )
 
+    finished_workers_kept = Integer(
+        20,
+        config=True,
+        help="""Stopped or failed workers each cluster keeps on record, the most recent
+        ones, whose logs and failure reasons stay available (get_logs). Older ones are
+        forgotten, in memory and in the database, so a long-lived adaptive cluster does
+        not pile up thousands of them (its events still mention them).""",
+    )
+
+    @validate("finished_workers_kept")
+    def _not_negative(self, proposal: Any) -> int:
+        if proposal["value"] < 0:
+            raise ValueError(f"{proposal['trait'].name} must be 0 or more")
+        return proposal["value"]
+
     python = Unicode(
         sys.executable,
         config=True,
@@ -523,8 +594,13 @@ class HubgateService(Application):
             list(self.encryption_keys),
             Path(self.data_dir) / "hubgate.key",
         )
-        self.store = ClusterStore(self.db_url, SecretBox(keys))
-        await self.store.open()
+        self.store = ClusterStore(self.db_url, SecretBox(keys), upgrade_db=self.upgrade_db)
+        try:
+            await self.store.open()
+        except SchemaError as exc:
+            self.log.critical("The database cannot be used: %s", exc)
+            await self.store.close()
+            raise SystemExit(1) from None
 
         self.hub_auth = HubgateHubAuth(
             api_url=os.environ.get("JUPYTERHUB_API_URL", "http://127.0.0.1:8081/hub/api"),
@@ -551,7 +627,8 @@ class HubgateService(Application):
         agent_ca = b""
         if self.agent_ca_file:
             agent_ca = await loop.run_in_executor(None, Path(self.agent_ca_file).read_bytes)
-        self.backend = self.backend_class(parent=self, log=self.log)
+        if not hasattr(self, "backend"):  # made by check_settings when initialized
+            self.backend = self.backend_class(parent=self, log=self.log)
         # uids of their own for users without system accounts, kept in our database
         self.backend.uid_allocator = self.store
         try:
@@ -579,6 +656,8 @@ class HubgateService(Application):
             ),
         )
         await self.manager.start()
+        if self.stop_clusters_with_server:
+            await self._watch_servers()
 
         self.dashboard_sessions = DashboardSessions(session_lifetime=self.dashboard_session_max_age)
         self.web_app = self._make_web_app()

@@ -1,15 +1,21 @@
 """The resolved configuration of one cluster: what the options handler produced.
 
 The handler (or, without one, the options themselves) returns a plain dict; this module
-turns it into a typed object and says clearly what is wrong with it. Keys it does not
-know go to ``resources``, which the backend reads (partition, account, instance type...).
+turns it into a typed object and says clearly what is wrong with it. Keys that are not
+hubgate's own go to ``resources``, which the backend reads (partition, account, instance
+type...), but only those the backend declares (``Backend.accepted_resources``): any other
+key is an operator's typo (``max_worker``) and is refused, never silently passed on.
 """
 
 from __future__ import annotations
 
+import copy
 import re
-from dataclasses import asdict, dataclass, field
+from collections.abc import Collection
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
+
+from ..config_keys import unknown_keys_message
 
 GIB = 2**30
 _UNITS = {
@@ -32,6 +38,15 @@ _UNITS = {
 
 class ConfigError(ValueError):
     """The options handler produced something hubgate cannot run."""
+
+
+class UnknownConfigKey(ConfigError):
+    """A key that neither hubgate nor the backend knows: the operator's mistake (a typo
+    in cluster_config, an options handler or a profile), never the user's."""
+
+    def __init__(self, message: str, keys: list[str]) -> None:
+        super().__init__(message)
+        self.keys = keys
 
 
 def parse_memory(value: Any, what: str) -> int:
@@ -105,14 +120,21 @@ class ClusterConfig:
 
     @classmethod
     def from_handler_output(
-        cls, data: dict[str, Any], defaults: dict[str, Any] | None = None
+        cls,
+        data: Any,
+        base: ClusterConfig | None = None,
+        *,
+        accepted_resources: Collection[str],
+        where: str = "the options handler's result",
     ) -> ClusterConfig:
-        """Validate the dict an options handler returned, on top of service defaults."""
-        merged = dict(defaults or {})
-        merged.update(data)
-        cfg = cls()
-        resources: dict[str, Any] = {}
-        for key, value in merged.items():
+        """Validate the dict an options handler returned, on top of ``base`` (the
+        service's cluster_config, parsed once). Keys beyond hubgate's own must be in
+        ``accepted_resources`` (the backend's), else :class:`UnknownConfigKey`."""
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where} must be a mapping, got {type(data).__name__}")
+        cfg = copy.deepcopy(base) if base is not None else cls()
+        extra: dict[str, Any] = {}
+        for key, value in data.items():
             if value is None:
                 continue
             if key in ("worker_cores", "scheduler_cores"):
@@ -139,9 +161,23 @@ class ClusterConfig:
                 cfg.max_cores = _positive_number(value, key)
             elif key == "max_memory":
                 cfg.max_memory = parse_memory(value, key)
-            elif key == "resources" and isinstance(value, dict):
-                resources.update(value)
+            elif key == "resources":
+                if not isinstance(value, dict):
+                    raise ConfigError(
+                        f"{where}: resources must be a mapping, got {type(value).__name__}"
+                    )
+                extra.update(value)
             else:
-                resources[key] = value
-        cfg.resources = resources
+                extra[key] = value
+        unknown = [key for key in extra if key not in accepted_resources]
+        if unknown:
+            valid = [*CONFIG_KEYS, "resources", *sorted(accepted_resources)]
+            raise UnknownConfigKey(
+                unknown_keys_message(where, unknown, valid), [str(k) for k in unknown]
+            )
+        cfg.resources = {**cfg.resources, **extra}
         return cfg
+
+
+#: The keys of a cluster's configuration that hubgate itself reads (every backend).
+CONFIG_KEYS = tuple(f.name for f in fields(ClusterConfig) if f.name != "resources")

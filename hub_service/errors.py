@@ -87,3 +87,12 @@ def report_unexpected(exc: BaseException, doing: str) -> str:
     error_id = new_error_id()
     log.error("Unexpected error while %s (error id %s)", doing, error_id, exc_info=exc)
     return unexpected_error_message(doing, error_id)
+
+
+class HubMisconfigured(ServiceError):
+    """The operator's configuration cannot serve this request (an options handler
+    returned a key nothing reads): not the user's doing, and nothing they can fix. 409,
+    so that dask-gateway's client shows the message (``GatewayClusterError``); the
+    details are in the service log, never in the answer."""
+
+    status_code = 409

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from .cluster_config import GIB, ClusterConfig, parse_memory
+from ..config_keys import unknown_keys_message
+from .cluster_config import GIB, ClusterConfig, ConfigError, parse_memory
 from .model import Cluster, User, WorkerStatus
 
 # Workers whose process still holds its cores and memory (a retiring worker does until
 # it exits).
 _HOLDING = (WorkerStatus.STARTING, WorkerStatus.RUNNING, WorkerStatus.STOPPING)
+
+
+LIMIT_KEYS = ("max_clusters", "max_cores", "max_memory")
 
 
 @dataclass(frozen=True)
@@ -23,17 +28,36 @@ class UserLimits:
     max_memory: int | None = None  # bytes
 
     @classmethod
-    def from_config(cls, data: dict[str, Any]) -> UserLimits:
-        unknown = set(data) - {"max_clusters", "max_cores", "max_memory"}
+    def from_config(cls, data: Any, setting: str = "user_limits") -> UserLimits:
+        """Typed limits from an operator's dict; ``ConfigError`` naming ``setting``, the
+        bad key or value and the valid keys otherwise."""
+        if not isinstance(data, dict):
+            raise ConfigError(
+                f"{setting} must be a mapping of {', '.join(LIMIT_KEYS)} to values, got {data!r}"
+            )
+        unknown = [k for k in data if k not in LIMIT_KEYS]
         if unknown:
-            raise ValueError(
-                f"Unknown limit(s) {sorted(unknown)}; use max_clusters, max_cores, max_memory"
+            raise ConfigError(unknown_keys_message(setting, unknown, LIMIT_KEYS))
+        clusters = data.get("max_clusters")
+        if clusters is not None and (
+            isinstance(clusters, bool) or not isinstance(clusters, int) or clusters < 0
+        ):
+            raise ConfigError(
+                f"{setting}: max_clusters must be a whole number >= 0 (or None for no "
+                f"limit), got {clusters!r}"
+            )
+        cores = data.get("max_cores")
+        if cores is not None and (
+            isinstance(cores, bool) or not isinstance(cores, int | float) or cores < 0
+        ):
+            raise ConfigError(
+                f"{setting}: max_cores must be a number >= 0 (or None for no limit), got {cores!r}"
             )
         mem = data.get("max_memory")
         return cls(
-            max_clusters=data.get("max_clusters"),
-            max_cores=data.get("max_cores"),
-            max_memory=None if mem is None else parse_memory(mem, "max_memory"),
+            max_clusters=clusters,
+            max_cores=cores,
+            max_memory=None if mem is None else parse_memory(mem, f"{setting}: max_memory"),
         )
 
     def capped(self, max_clusters: int) -> UserLimits:
@@ -59,23 +83,54 @@ class UserLimits:
         )
 
 
-def limits_for(
-    user: User,
-    default: dict[str, Any],
-    groups: dict[str, dict[str, Any]],
-    users: dict[str, dict[str, Any]],
-) -> UserLimits:
-    """A user's own limits if configured, else the most generous of their groups',
-    else the default."""
-    if user.name in users:
-        return UserLimits.from_config(users[user.name])
-    group_limits = [UserLimits.from_config(groups[g]) for g in user.groups if g in groups]
-    if group_limits:
-        result = group_limits[0]
-        for extra in group_limits[1:]:
-            result = result.most_generous(extra)
-        return result
-    return UserLimits.from_config(default)
+def limits_table(data: Any, setting: str) -> dict[str, UserLimits]:
+    """``{name: limits}`` for group_limits and per_user_limits, each entry checked like
+    user_limits (its messages name ``setting['name']``)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{setting} must be a mapping of names to limits, got {data!r}")
+    table = {}
+    for name, entry in data.items():
+        if not isinstance(name, str):
+            raise ConfigError(f"{setting}: every key must be a name (a string), got {name!r}")
+        table[name] = UserLimits.from_config(entry, f"{setting}[{name!r}]")
+    return table
+
+
+@dataclass(frozen=True)
+class LimitsPolicy:
+    """The configured limits, parsed once when the service starts: the default, per
+    hub group and per named user."""
+
+    default: UserLimits = UserLimits()
+    groups: Mapping[str, UserLimits] = field(default_factory=dict)
+    users: Mapping[str, UserLimits] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(
+        cls,
+        user_limits: Any,
+        group_limits: Any,
+        per_user_limits: Any,
+        prefix: str = "HubgateService.",
+    ) -> LimitsPolicy:
+        return cls(
+            default=UserLimits.from_config(user_limits, f"{prefix}user_limits"),
+            groups=limits_table(group_limits, f"{prefix}group_limits"),
+            users=limits_table(per_user_limits, f"{prefix}per_user_limits"),
+        )
+
+    def for_user(self, user: User) -> UserLimits:
+        """A user's own limits if configured, else the most generous of their groups',
+        else the default."""
+        own = self.users.get(user.name)
+        if own is not None:
+            return own
+        result: UserLimits | None = None
+        for group in user.groups:
+            limits = self.groups.get(group)
+            if limits is not None:
+                result = limits if result is None else result.most_generous(limits)
+        return self.default if result is None else result
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .cluster_config import ClusterConfig
 from .model import Adaptive, Cluster, ClusterStatus, Worker, WorkerStatus
+from .schema import prepare_schema
 from .secrets import SecretBox
 from .tls import ClusterCredentials
 
@@ -56,7 +57,7 @@ clusters_table = Table(
     Column("secrets", LargeBinary, nullable=False),
     Column("created", Float, nullable=False),
     Column("started", Float),
-    Column("stopped", Float),
+    Column("stopped", Float, index=True),
     Column("scheduler_state", JSON, nullable=False),
     Column("scheduler_address", String(255), nullable=False, default=""),
     Column("dashboard_address", String(255), nullable=False, default=""),
@@ -111,9 +112,11 @@ class ClusterStore:
     """Reads and writes clusters; every public method is a coroutine run in the
     store's own thread."""
 
-    def __init__(self, url: str, secret_box: SecretBox):
+    def __init__(self, url: str, secret_box: SecretBox, upgrade_db: bool | None = None):
         self.url = url
         self._box = secret_box
+        # may an older schema be upgraded at open: None, only a SQLite file (copied first)
+        self.upgrade_db = upgrade_db
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hubgate-db")
         self._engine: Engine | None = None
 
@@ -123,13 +126,22 @@ class ClusterStore:
     # --- lifecycle ------------------------------------------------------------------
 
     async def open(self) -> None:
+        """Connect and make the schema current (``schema.prepare_schema``); raises
+        ``SchemaError`` with what to do when this hubgate cannot run on it."""
         await self._run(self._open)
 
     def _open(self) -> None:
         engine = create_engine(self.url, future=True, pool_pre_ping=True)
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
-        metadata.create_all(engine)
+        upgrade = self.upgrade_db
+        if upgrade is None:
+            upgrade = engine.dialect.name == "sqlite"
+        try:
+            prepare_schema(engine, metadata, upgrade=upgrade)
+        except BaseException:
+            engine.dispose()
+            raise
         self._engine = engine
 
     async def close(self) -> None:

@@ -26,6 +26,7 @@ __all__ = [
     "Integer",
     "Mapping",
     "OptionSet",
+    "OptionSetError",
     "Options",
     "OptionsError",
     "Select",
@@ -37,6 +38,7 @@ __all__ = [
     "resolve_option_set",
     "resources_per_worker_field",
     "standard_handler",
+    "standard_handler_keys",
     "worker_cores_field",
     "worker_memory_field",
     "worker_setup_field",
@@ -47,6 +49,11 @@ GiB = 2**30
 
 class OptionsError(ValueError):
     """Cluster options a user asked for are not acceptable; the text says why."""
+
+
+class OptionSetError(TypeError):
+    """The operator's option set is wrong (a cluster_options callable that returns no
+    OptionSet, a handler that returns no dict): not the user's doing."""
 
 
 def _number_text(value: Any) -> str:
@@ -581,11 +588,21 @@ class OptionSet:
         except ValueError as exc:
             raise OptionsError(str(exc) or type(exc).__name__) from exc
         if not isinstance(result, dict):
-            raise TypeError(
+            raise OptionSetError(
                 f"The cluster options handler {self.handler!r} must return a dict, "
                 f"got {type(result).__name__}"
             )
         return options, result
+
+    def result_keys(self) -> set[str] | None:
+        """The keys the handler's result can have, when known without running it (no
+        handler, or ``standard_handler``); None for a handler of the operator's own.
+        Lets the service check an option set's keys when it starts."""
+        if self.handler is None:
+            return {f.target for f in self.fields}
+        if self.handler is standard_handler:
+            return standard_handler_keys(self.fields)
+        return None
 
 
 def _accepts_two_args(func: Callable[..., Any]) -> bool:
@@ -604,7 +621,7 @@ async def resolve_option_set(
     if isinstance(cluster_options, OptionSet):
         return cluster_options
     if not callable(cluster_options):
-        raise TypeError(
+        raise OptionSetError(
             f"cluster_options must be an OptionSet or a callable returning one, "
             f"got {cluster_options!r}"
         )
@@ -612,7 +629,7 @@ async def resolve_option_set(
     if inspect.isawaitable(result):
         result = await result
     if not isinstance(result, OptionSet):
-        raise TypeError(
+        raise OptionSetError(
             f"The cluster_options callable {cluster_options!r} must return an OptionSet, "
             f"got {type(result).__name__}"
         )
@@ -856,6 +873,24 @@ def worker_setup_field(default: str = "", *, field: str = "worker_setup") -> Str
     )
 
 
+def standard_handler_keys(fields: Sequence[Field]) -> set[str]:
+    """The keys ``standard_handler`` can return for these fields (mirrors it)."""
+    keys: set[str] = set()
+    for f in fields:
+        if f.target in _MERGED_OPTIONS and isinstance(f, Select):
+            for value in f.choices.values():
+                keys.update(value if isinstance(value, dict) else [f.target])
+        else:
+            keys.add(_RENAMED_OPTIONS.get(f.target, f.target))
+    return keys
+
+
+# standard_handler merges these options' dict values into the config...
+_MERGED_OPTIONS = ("resources_per_worker", "profile")
+# ...and renames this one (minutes become seconds).
+_RENAMED_OPTIONS = {"idle_timeout_minutes": "idle_timeout"}
+
+
 def standard_handler(options: dict[str, Any]) -> dict[str, Any]:
     """Turn the ready-made fields' values into a flat cluster config.
 
@@ -865,7 +900,7 @@ def standard_handler(options: dict[str, Any]) -> dict[str, Any]:
     """
     config: dict[str, Any] = {}
     for key, value in options.items():
-        if key in ("resources_per_worker", "profile") and isinstance(value, dict):
+        if key in _MERGED_OPTIONS and isinstance(value, dict):
             config.update(value)
         elif key == "worker_memory":
             config["worker_memory"] = int(value * GiB)

@@ -152,6 +152,11 @@ class Backend(LoggingConfigurable):
     backend_name: ClassVar[str] = ""
     #: Ports every scheduler listens on, by "scheduler"/"dashboard"; empty: reported.
     fixed_ports: ClassVar[dict[str, int]] = {}
+    #: The keys of ``ProcessSpec.resources`` this backend reads beyond hubgate's own
+    #: cluster settings (``python`` and ``image`` reach every backend), each with what
+    #: it means. The service refuses any other key, in ``cluster_config`` at start and
+    #: from an options handler per request: a typo never becomes a silent resource.
+    accepted_resources: ClassVar[dict[str, str]] = {}
 
     listen_host = Unicode(
         "127.0.0.1",

@@ -161,6 +161,12 @@ class BatchBackend(Backend):
     system_name: ClassVar[str] = ""
     #: How directive lines start in a job script ("#SBATCH").
     directive_prefix: ClassVar[str] = ""
+    #: What a cluster's options may set per job (read by ``job_request``).
+    accepted_resources: ClassVar[dict[str, str]] = {
+        "account": "the account (allocation) charged, instead of BatchBackend.account",
+        "walltime": "the jobs' wall-clock limit, instead of BatchBackend.walltime",
+        "directives": "extra directive lines (a list, or lines of text)",
+    }
 
     @default("listen_host")
     def _default_listen_host(self) -> str:
@@ -892,6 +898,13 @@ class _QueueBackend(BatchBackend):
     """PBS, SGE and LSF call partitions queues and QOS-like things projects."""
 
     __abstract__ = True
+
+    accepted_resources: ClassVar[dict[str, str]] = {
+        **BatchBackend.accepted_resources,
+        "queue": "the queue the jobs go to, instead of the backend's queue",
+        "partition": "another name for queue",
+        "project": "the project charged, instead of the backend's project",
+    }
 
     queue = Unicode(
         "",

@@ -28,8 +28,9 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import aiohttp
-from traitlets import Dict, Float, Int, List, Unicode, default
+from traitlets import Dict, Float, Int, List, TraitError, Unicode, default, validate
 
+from ..config_keys import unknown_keys_message
 from .base import Backend, BackendError, Phase, ProcessSpec, ProcessState, ProcessStatus
 from .kube_objects import (
     CONTAINER_NAME,
@@ -392,6 +393,8 @@ class KubernetesBackend(Backend):
     )
 
     node_selector = Dict(
+        value_trait=Unicode(),
+        key_trait=Unicode(),
         config=True,
         help="""nodeSelector for every scheduler and worker pod, e.g.
         {"hub.jupyter.org/node-purpose": "user"}. An instance type's own nodeSelector
@@ -413,6 +416,18 @@ class KubernetesBackend(Backend):
         "r5.4xlarge"}, "tolerations": [...]}}. A cluster that names an instance type not
         listed here is refused with the list of known ones.""",
     )
+
+    @validate("tolerations")
+    def _check_tolerations(self, proposal: Any) -> Any:
+        for index, toleration in enumerate(proposal["value"]):
+            _check_toleration(toleration, f"{type(self).__name__}.tolerations[{index}]")
+        return proposal["value"]
+
+    @validate("instance_types")
+    def _check_instance_types(self, proposal: Any) -> Any:
+        for name, placement in proposal["value"].items():
+            _check_placement(placement, f"{type(self).__name__}.instance_types[{name!r}]")
+        return proposal["value"]
 
     extra_labels = Dict(
         config=True,
@@ -875,3 +890,42 @@ class KubernetesBackend(Backend):
             raise self._api_error("read a pod's log", exc) from exc
         except Exception as exc:
             raise self._api_error("read a pod's log", exc) from exc
+
+
+# The fields of a Kubernetes toleration (core/v1 Toleration) and of an instance type.
+TOLERATION_KEYS = ("key", "operator", "value", "effect", "tolerationSeconds")
+PLACEMENT_KEYS = ("node_selector", "tolerations")
+
+
+def _check_toleration(toleration: Any, where: str) -> None:
+    """A toleration as the pod spec takes it; a typo would make every pod unschedulable
+    or be dropped by the API server, so it stops the service at start instead."""
+    if not isinstance(toleration, dict):
+        raise TraitError(f"{where} must be a mapping of {', '.join(TOLERATION_KEYS)}")
+    unknown = [k for k in toleration if k not in TOLERATION_KEYS]
+    if unknown:
+        raise TraitError(unknown_keys_message(where, unknown, TOLERATION_KEYS))
+
+
+def _check_placement(placement: Any, where: str) -> None:
+    """One entry of instance_types: ``{"node_selector": {...}, "tolerations": [...]}``."""
+    if placement is None:
+        return
+    if not isinstance(placement, dict):
+        raise TraitError(f"{where} must be a mapping of {', '.join(PLACEMENT_KEYS)}")
+    unknown = [k for k in placement if k not in PLACEMENT_KEYS]
+    if unknown:
+        raise TraitError(unknown_keys_message(where, unknown, PLACEMENT_KEYS))
+    selector = placement.get("node_selector") or {}
+    if not isinstance(selector, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in selector.items()
+    ):
+        raise TraitError(
+            f"{where}['node_selector'] must map label names to label values (strings), "
+            f"got {selector!r}"
+        )
+    tolerations = placement.get("tolerations") or []
+    if not isinstance(tolerations, list | tuple):
+        raise TraitError(f"{where}['tolerations'] must be a list, got {tolerations!r}")
+    for index, toleration in enumerate(tolerations):
+        _check_toleration(toleration, f"{where}['tolerations'][{index}]")

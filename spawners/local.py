@@ -37,7 +37,7 @@ import sys
 import time
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from traitlets import Bool, Enum, Float, Integer, List, Tuple, Unicode, Union, default
 from traitlets import Callable as CallableTrait
@@ -153,6 +153,9 @@ class LocalBackend(Backend):
     """Schedulers and workers as local processes (the embedded default)."""
 
     backend_name = "local"
+    #: Nothing beyond hubgate's own settings: ``python`` (another environment's
+    #: interpreter) is one of those.
+    accepted_resources: ClassVar[dict[str, str]] = {}
 
     work_dir = Unicode(
         config=True,

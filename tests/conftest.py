@@ -6,6 +6,8 @@ folder can use them without importing anything.
 - ``tests.fixtures.browser``: ``browser`` (Debian's Chromium through playwright),
   ``new_page``/``page`` (a fresh browser context per page) and ``hub_login()``.
 - ``tests.fixtures.hub`` (when present): the real JupyterHub.
+- ``tests.fixtures.previous_release``: ``previous_release``, the release before schema
+  migrations (a ``git archive`` of it) to run from this virtualenv with ``PYTHONPATH``.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ _FIXTURES = Path(__file__).parent / "fixtures"
 pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.browser",
+    "tests.fixtures.previous_release",
 ]
 # The hub fixture is added by dropping tests/fixtures/hub.py in place.
 if (_FIXTURES / "hub.py").exists():

@@ -6,11 +6,11 @@ import pytest
 
 from hubgate.hub_service.cluster_config import GIB, ClusterConfig
 from hubgate.hub_service.limits import (
+    LimitsPolicy,
     Usage,
     UserLimits,
     check_new_cluster,
     cluster_ceiling,
-    limits_for,
     tightest,
     usage_of,
     user_ceiling,
@@ -114,7 +114,7 @@ def test_limits_for_user_group_and_default(user: User, expected: UserLimits) -> 
     default = {"max_clusters": 1, "max_cores": 4}
     groups = {"students": {"max_clusters": 2, "max_cores": 8}, "staff": {"max_clusters": 10}}
     users = {"dave": {"max_clusters": 1, "max_memory": "1G"}}
-    assert limits_for(user, default, groups, users) == expected
+    assert LimitsPolicy.from_config(default, groups, users).for_user(user) == expected
 
 
 def test_unknown_limit_names_are_refused_with_the_known_ones() -> None:
