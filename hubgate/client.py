@@ -351,6 +351,9 @@ class Gateway:
         # None: not asked yet; False: a plain dask-gateway; dict: hubgate's whoami.
         self._hubgate: dict[str, Any] | bool | None = None
         self._closed = False
+        # Work that runs on this client's loop for others (the widgets' refreshes);
+        # cancelled when the client closes.
+        self._background_tasks: set[asyncio.Task[Any]] = set()
         self._asynchronous = asynchronous
         self._loop_runner = LoopRunner(loop=loop, asynchronous=asynchronous)
         self._loop_runner.start()
@@ -403,7 +406,20 @@ class Gateway:
         self._loop_runner.stop()
         return None
 
+    def _run_in_background(self, coro: Any) -> asyncio.Task[Any]:
+        """Run ``coro`` as a task on this client's loop until it ends or the client
+        closes. Call it on the loop's thread."""
+        task = asyncio.ensure_future(coro)
+        self._background_tasks.add(task)
+        task.add_done_callback(self._background_tasks.discard)
+        return task
+
     async def _cleanup(self) -> None:
+        current = asyncio.current_task()
+        tasks = [t for t in self._background_tasks if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self._session is not None:
             session, self._session = self._session, None
             await session.close()
@@ -622,6 +638,24 @@ class Gateway:
     def get_cluster(self, cluster_name: str) -> Any:
         """A ``ClusterReport`` for one cluster."""
         return self.sync(self._cluster_report, cluster_name)
+
+    async def _cluster_details(self, cluster_name: str) -> ClusterReport:
+        """The richest report the server gives: hubgate's record (workers, resources,
+        failure reason) when it is a hubgate service, else the v1 report."""
+        if await self._hubgate_info() is None:
+            return await self._cluster_report(cluster_name)
+        data = await self._request("GET", f"api/hubgate/clusters/{quote(cluster_name)}")
+        return ClusterReport._from_hubgate(self._public_address, self.proxy_address, data)
+
+    async def _clusters_details(self) -> list[ClusterReport]:
+        """The caller's pending and running clusters, as ``_cluster_details`` reports."""
+        if await self._hubgate_info() is None:
+            return await self._clusters()
+        data = await self._request("GET", "api/hubgate/clusters?status=PENDING,RUNNING")
+        return [
+            ClusterReport._from_hubgate(self._public_address, self.proxy_address, c)
+            for c in data["clusters"]
+        ]
 
     async def _get_versions(self) -> dict[str, Any]:
         server = await self._request("GET", "api/version")

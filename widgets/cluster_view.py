@@ -1,79 +1,32 @@
 """The cluster widget: live status, manual and adaptive scaling, dashboard, shutdown.
 
-It works with anything cluster-like: ``name``; ``scale(n)``; ``adapt(minimum=, maximum=)``;
-``shutdown()`` (or ``close()``); and for its state ``report()`` returning hubgate's Cluster
-JSON or a ClusterReport, else ``gateway.get_cluster(name)`` (hubgate and dask-gateway
-``GatewayCluster``), else ``status`` / ``dashboard_link`` / ``scheduler_info`` (``distributed``
-clusters). A cluster with ``_scheduler_info_callbacks`` (hubgate's) also pushes live worker
-changes to the widget between refreshes.
+It works with anything cluster-like (see ``sources``): ``name``; ``scale(n)``;
+``adapt(minimum=, maximum=)``; ``shutdown()`` (or ``close()``). While at least one view
+of it is displayed (ipywidgets' ``_view_count``) it refreshes through the cluster's
+shared loop (``refresh``); clearing the output, closing the widget, the cluster
+stopping or failing and the client closing all end that. A cluster with
+``_scheduler_info_callbacks`` (hubgate's) also pushes live worker changes to the
+widget between refreshes.
 """
 
 from __future__ import annotations
 
 import functools
 import html
-import threading
-from collections.abc import Callable
-from dataclasses import replace
 from typing import Any
 
+from . import refresh
 from .base import FallbackDisplay, error_html, guarded, load_ipywidgets, logger
+from .sources import attr, cluster_source, initial_state, read_state
 from .state import ClusterState, cluster_html, cluster_text, summary_rows
 
+__all__ = ["cluster_widget", "read_state"]
 
-def _attr(obj: Any, name: str) -> Any:
-    # Properties of live clusters can fail (closed loop, lost connection): treat as absent.
-    try:
-        return getattr(obj, name, None)
-    except Exception:
-        return None
-
-
-def read_state(cluster: Any) -> ClusterState:
-    """The current state of a cluster-like object (may do a request to the service)."""
-    report = _attr(cluster, "report")
-    gateway = _attr(cluster, "gateway")
-    if callable(report):
-        state = ClusterState.from_report(report())
-    elif gateway is not None and callable(_attr(gateway, "get_cluster")):
-        # A hubgate/dask-gateway GatewayCluster: ask the service for the full record.
-        state = ClusterState.from_report(gateway.get_cluster(cluster.name))
-    else:
-        status = _attr(cluster, "status")
-        state = ClusterState.from_report({"name": _attr(cluster, "name"), "status": status})
-    link = _attr(cluster, "dashboard_link")
-    if link and not state.dashboard_link:
-        state = replace(state, dashboard_link=str(link))
-    if state.workers_running is None:
-        info = _attr(cluster, "scheduler_info")
-        if isinstance(info, dict):
-            state = state.with_scheduler_info(info)
-    return state
-
-
-class RefreshTimer:
-    """Calls ``tick`` every ``interval`` seconds in a daemon thread until stopped."""
-
-    def __init__(self, interval: float, tick: Callable[[], bool]) -> None:
-        self._interval = interval
-        self._tick = tick
-        self._stopped = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, name="hubgate-widget-refresh", daemon=True
-        )
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stopped.wait(self._interval):
-            if not self._tick():
-                return
-
-    def stop(self) -> None:
-        self._stopped.set()
-
-    @property
-    def running(self) -> bool:
-        return self._thread.is_alive() and not self._stopped.is_set()
+# Why a refresh ended (refresh.Viewer.refresh_ended), as the widget says it.
+ENDED_MESSAGES = {
+    "closed": "The cluster's client was closed; its status is no longer refreshed.",
+    "gone": "The service no longer knows this cluster.",
+}
 
 
 def _summary_html(state: ClusterState) -> str:
@@ -94,10 +47,17 @@ def _cluster_class(ipw: Any) -> type:
             *,
             state: ClusterState | None = None,
             refresh_interval: float | None = 2.0,
+            after_action: Any = None,
         ) -> None:
             self.cluster = cluster
-            self.state = state or ClusterState(name=str(_attr(cluster, "name") or ""))
-            self._timer: RefreshTimer | None = None
+            self.refresh_interval = refresh_interval
+            self._source = cluster_source(cluster) if refresh_interval else None
+            self._subscription: refresh.Subscription | None = None
+            # Who refreshes after a button's action (the gateway widget for its cards).
+            self._after_action = after_action
+            self._ended = False  # the client closed or the cluster is gone: no controls
+            self._closed = False
+            self._refresh_error_shown = False
             self._info_callbacks: Any = None
             self.title = ipw.HTML()
             self.summary = ipw.HTML()
@@ -131,6 +91,9 @@ def _cluster_class(ipw: Any) -> type:
             self.scale_button.on_click(guarded("Scale", show)(lambda _: self.scale()))
             self.adapt_button.on_click(guarded("Adapt", show)(lambda _: self.adapt()))
             self.shutdown_button.on_click(guarded("Shutdown", show)(lambda _: self.shutdown()))
+            # _view_count=0 asks the frontends to count their views of this widget: it
+            # refreshes only while one is shown (an output cleared removes its view).
+            tracking = {"_view_count": 0} if self._source is not None else {}
             super().__init__(
                 children=[
                     self.title,
@@ -140,15 +103,17 @@ def _cluster_class(ipw: Any) -> type:
                     self.scaling,
                     ipw.HBox([self.dashboard, self.shutdown_button]),
                     self.message,
-                ]
+                ],
+                **tracking,
             )
+            self.state = ClusterState(name=str(attr(cluster, "name") or ""))
             if state is None:
-                self.refresh()
+                self._read_from_object()
             else:
                 self.update(state)
-            if refresh_interval and not self.state.final:
-                self._timer = RefreshTimer(refresh_interval, self._tick)
-            self._info_callbacks = _attr(cluster, "_scheduler_info_callbacks")
+            if self._source is not None:
+                self.observe(self._views_changed, names="_view_count")
+            self._info_callbacks = attr(cluster, "_scheduler_info_callbacks")
             if isinstance(self._info_callbacks, list):
                 self._info_callbacks.append(self._on_scheduler_info)
 
@@ -189,31 +154,87 @@ def _cluster_class(ipw: Any) -> type:
             else:
                 self.dashboard.value = ""
             for control in (self.scale_button, self.adapt_button, self.shutdown_button):
-                control.disabled = state.final
+                control.disabled = state.final or self._ended
             if state.final:
                 self.stop_refresh()
 
         def refresh(self) -> None:
+            """Read the state now, in this thread (a request for a GatewayCluster)."""
             try:
                 self.update(read_state(self.cluster))
             except Exception as exc:
                 logger.exception("Refreshing cluster %s failed", self.state.name)
                 self._show_message(f"Could not refresh the cluster's status: {exc}")
 
-        def _tick(self) -> bool:
-            self.refresh()
-            return not self.state.final
+        def _read_from_object(self) -> None:
+            # Without a request to a service (a GatewayCluster's own fields).
+            try:
+                self.update(initial_state(self.cluster))
+            except Exception as exc:
+                logger.exception("Reading cluster %s failed", self.state.name)
+                self._show_message(f"Could not read the cluster's status: {exc}")
+
+        # refreshing -----------------------------------------------------------------
+        @property
+        def refreshing(self) -> bool:
+            return self._subscription is not None
+
+        def _views_changed(self, change: dict[str, Any]) -> None:
+            if (change["new"] or 0) > 0:
+                self.start_refresh()
+            else:
+                self.stop_refresh()
+
+        def start_refresh(self) -> None:
+            """Join the cluster's refresh loop (done when a view is displayed)."""
+            if (
+                self._source is None
+                or self._subscription is not None
+                or self._closed
+                or self._ended
+                or self.state.final
+            ):
+                return
+            assert self.refresh_interval is not None
+            self._subscription = refresh.subscribe(self._source, self.refresh_interval, self)
 
         def stop_refresh(self) -> None:
-            if self._timer is not None:
-                self._timer.stop()
-                self._timer = None
+            subscription, self._subscription = self._subscription, None
+            if subscription is not None:
+                refresh.unsubscribe(subscription)
+
+        # refresh.Viewer: called on the client's loop thread
+        def refreshed(self, state: ClusterState) -> None:
+            if self._refresh_error_shown:
+                self._refresh_error_shown = False
+                self._show_message("")
+            self.update(state)
+
+        def refresh_failed(self, exc: Exception) -> None:
+            self._refresh_error_shown = True
+            self._show_message(f"Could not refresh the cluster's status: {exc}")
+
+        def refresh_ended(self, reason: str) -> None:
+            self._subscription = None
+            if reason not in ENDED_MESSAGES:
+                return  # final: update() already shows it
+            self._read_from_object()
+            if not self.state.final:
+                self.disable(ENDED_MESSAGES[reason])
+
+        def disable(self, message: str) -> None:
+            """Turn the controls off for good, saying why (the client is closed)."""
+            self._ended = True
+            self.stop_refresh()
+            self.update(self.state)
+            self._show_message(message)
 
         def _on_scheduler_info(self, info: dict[str, Any]) -> None:
             if not self.state.final:
                 self.update(self.state.with_scheduler_info(info))
 
         def close(self) -> None:
+            self._closed = True
             self.stop_refresh()
             if (
                 isinstance(self._info_callbacks, list)
@@ -223,35 +244,50 @@ def _cluster_class(ipw: Any) -> type:
             super().close()
 
         # actions ------------------------------------------------------------------
+        def _refresh_after_action(self) -> None:
+            if self._after_action is not None:
+                self._after_action()
+            elif self._subscription is not None:
+                refresh.refresh_now(self._subscription)
+            elif self._source is None:
+                self.refresh()
+
         def scale(self) -> None:
             count = self.workers.value
             if count < 0:
                 raise ValueError("the number of workers must be 0 or more")
             self.cluster.scale(count)
-            self.refresh()
+            self._refresh_after_action()
 
         def adapt(self) -> None:
             minimum, maximum = self.minimum.value, self.maximum.value
             if minimum < 0 or maximum < minimum:
                 raise ValueError("enter 0 <= minimum <= maximum")
             self.cluster.adapt(minimum=minimum, maximum=maximum)
-            self.refresh()
+            self._refresh_after_action()
 
         def shutdown(self) -> None:
-            stop = _attr(self.cluster, "shutdown") or self.cluster.close
+            stop = attr(self.cluster, "shutdown") or self.cluster.close
             stop()
-            self.refresh()
+            if self._after_action is not None:
+                self._after_action()
+            else:
+                # A closed GatewayCluster or distributed cluster says so itself.
+                self._read_from_object()
 
     return ClusterWidget
 
 
 def cluster_widget(
-    cluster: Any, *, state: ClusterState | None = None, refresh_interval: float | None = 2.0
+    cluster: Any,
+    *,
+    state: ClusterState | None = None,
+    refresh_interval: float | None = 2.0,
 ) -> Any | None:
     """The widget for one cluster; None when ipywidgets is not installed.
 
-    ``refresh_interval`` seconds between status refreshes (None: never; the timer stops
-    when the widget is closed or the cluster is stopped or failed).
+    ``refresh_interval``: seconds between status refreshes while the widget is shown
+    (None: never). However many widgets show one cluster, one loop refreshes it.
     """
     ipw = load_ipywidgets()
     if ipw is None:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from . import refresh
 from .base import FallbackDisplay, error_html, guarded, load_ipywidgets, logger
-from .cluster_view import RefreshTimer, _cluster_class
+from .cluster_view import _cluster_class
+from .sources import attr, listing_source
 from .state import ClusterState, gateway_html, gateway_text
+
+CLOSED_MESSAGE = "The gateway client was closed; the list is no longer refreshed."
 
 
 class GatewayClusterHandle:
@@ -34,6 +38,14 @@ def list_states(gateway: Any) -> list[ClusterState]:
     return [ClusterState.from_report(report) for report in gateway.list_clusters()]
 
 
+def _may_block(gateway: Any) -> bool:
+    """Whether this thread may wait for ``gateway``'s blocking API."""
+    if attr(gateway, "asynchronous"):
+        return False
+    in_loop = attr(gateway, "_in_loop_thread")
+    return not (callable(in_loop) and in_loop())
+
+
 @functools.cache
 def _gateway_class(ipw: Any) -> type:
     cluster_class = _cluster_class(ipw)
@@ -41,6 +53,11 @@ def _gateway_class(ipw: Any) -> type:
     class GatewayWidget(FallbackDisplay, ipw.VBox):
         def __init__(self, gateway: Any, *, refresh_interval: float | None = 5.0) -> None:
             self.gateway = gateway
+            self.refresh_interval = refresh_interval
+            self._source = listing_source(gateway) if refresh_interval else None
+            self._subscription: refresh.Subscription | None = None
+            self._closed = False
+            self._refresh_error_shown = False
             self.cards: dict[str, Any] = {}
             self.states: list[ClusterState] = []
             self.message = ipw.HTML()
@@ -49,18 +66,22 @@ def _gateway_class(ipw: Any) -> type:
             )
             self.refresh_button = ipw.Button(description="Refresh", icon="refresh")
             self.refresh_button.on_click(
-                guarded("Refresh", self._show_message)(lambda _: self.refresh())
+                guarded("Refresh", self._show_message)(lambda _: self.refresh_soon())
             )
             self.header = ipw.HBox([ipw.HTML("<h3>Dask clusters</h3>"), self.refresh_button])
-            super().__init__(children=[self.header, self.message])
-            self._timer: RefreshTimer | None = None
-            try:
-                self.refresh()
-            except Exception as exc:
-                logger.exception("Listing clusters failed")
-                self._show_message(f"Could not list your clusters: {exc}")
-            if refresh_interval:
-                self._timer = RefreshTimer(refresh_interval, self._tick)
+            # _view_count=0: the frontends count their views; the list refreshes while
+            # one is shown (see the cluster widget).
+            tracking = {"_view_count": 0} if self._source is not None else {}
+            super().__init__(children=[self.header, self.message], **tracking)
+            if _may_block(gateway):
+                # One listing now, so that every display (the HTML fallback too) has it.
+                try:
+                    self.refresh()
+                except Exception as exc:
+                    logger.exception("Listing clusters failed")
+                    self._show_message(f"Could not list your clusters: {exc}")
+            if self._source is not None:
+                self.observe(self._views_changed, names="_view_count")
 
         def fallback_text(self) -> str:
             return gateway_text(self.states)
@@ -72,37 +93,82 @@ def _gateway_class(ipw: Any) -> type:
             self.message.value = error_html(text) if text else ""
 
         def refresh(self) -> None:
-            """List the clusters again: update known cards, add new ones, drop gone ones."""
-            self.states = list_states(self.gateway)
+            """List the clusters now, in this thread (a blocking request)."""
+            if self._source is not None:
+                self.show(self.gateway.sync(self._source.fetch))  # the loop's own request
+            else:
+                self.show(list_states(self.gateway))
+
+        def refresh_soon(self) -> None:
+            """List again: through the refresh loop when it runs, else now."""
+            if self._subscription is not None:
+                refresh.refresh_now(self._subscription)
+            elif _may_block(self.gateway):
+                self.refresh()
+
+        def show(self, states: list[ClusterState]) -> None:
+            """Update known cards, add new ones, drop gone ones."""
+            self.states = states
             seen = set()
-            for state in self.states:
+            for state in states:
                 seen.add(state.name)
                 card = self.cards.get(state.name)
                 if card is None:
                     handle = GatewayClusterHandle(self.gateway, state.name)
+                    # Cards are refreshed by this widget's listing, not loops of their own.
                     self.cards[state.name] = cluster_class(
-                        handle, state=state, refresh_interval=None
+                        handle, state=state, refresh_interval=None, after_action=self.refresh_soon
                     )
                 else:
                     card.update(state)
             for name in [n for n in self.cards if n not in seen]:
                 self.cards.pop(name).close()
-            body = [self.cards[s.name] for s in self.states] or [self.empty]
+            body = [self.cards[s.name] for s in states] or [self.empty]
             self.children = [self.header, self.message, *body]
 
-        def _tick(self) -> bool:
-            try:
-                self.refresh()
+        # refreshing ---------------------------------------------------------------------
+        @property
+        def refreshing(self) -> bool:
+            return self._subscription is not None
+
+        def _views_changed(self, change: dict[str, Any]) -> None:
+            if (change["new"] or 0) > 0:
+                self.start_refresh()
+            else:
+                self.stop_refresh()
+
+        def start_refresh(self) -> None:
+            if self._source is None or self._subscription is not None or self._closed:
+                return
+            assert self.refresh_interval is not None
+            self._subscription = refresh.subscribe(self._source, self.refresh_interval, self)
+
+        def stop_refresh(self) -> None:
+            subscription, self._subscription = self._subscription, None
+            if subscription is not None:
+                refresh.unsubscribe(subscription)
+
+        # refresh.Viewer: called on the gateway's loop thread
+        def refreshed(self, states: list[ClusterState]) -> None:
+            if self._refresh_error_shown:
+                self._refresh_error_shown = False
                 self._show_message("")
-            except Exception as exc:
-                logger.exception("Listing clusters failed")
-                self._show_message(f"Could not list your clusters: {exc}")
-            return True
+            self.show(states)
+
+        def refresh_failed(self, exc: Exception) -> None:
+            self._refresh_error_shown = True
+            self._show_message(f"Could not list your clusters: {exc}")
+
+        def refresh_ended(self, reason: str) -> None:
+            self._subscription = None
+            self.refresh_button.disabled = True
+            for card in self.cards.values():
+                card.disable("")
+            self._show_message(CLOSED_MESSAGE)
 
         def close(self) -> None:
-            if self._timer is not None:
-                self._timer.stop()
-                self._timer = None
+            self._closed = True
+            self.stop_refresh()
             for card in self.cards.values():
                 card.close()
             super().close()
@@ -111,7 +177,11 @@ def _gateway_class(ipw: Any) -> type:
 
 
 def gateway_widget(gateway: Any, *, refresh_interval: float | None = 5.0) -> Any | None:
-    """The user's clusters with their controls; None when ipywidgets is not installed."""
+    """The user's clusters with their controls; None when ipywidgets is not installed.
+
+    ``refresh_interval``: seconds between listings while the widget is shown (None:
+    never); one loop per gateway however many widgets show it.
+    """
     ipw = load_ipywidgets()
     if ipw is None:
         return None

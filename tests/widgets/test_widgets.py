@@ -280,7 +280,8 @@ def test_failed_cluster_shows_its_reason_escaped_and_disables_controls() -> None
     try:
         assert "worker &lt;exited&gt; with code 1" in widget.failure.value
         assert widget.scale_button.disabled and widget.shutdown_button.disabled
-        assert widget._timer is None  # no refreshing of a final state
+        widget.set_state({"_view_count": 1})  # displayed
+        assert not widget.refreshing  # no refreshing of a final state
         assert "Failed: worker <exited> with code 1" in cluster_text(widget.state)
     finally:
         widget.close()
@@ -290,41 +291,30 @@ def test_pending_cluster_shows_progress_until_running() -> None:
     cluster = RecordingCluster(
         status="PENDING", workers={"requested": 2, "running": 0, "pending": 2}
     )
-    widget = cluster_widget(cluster, refresh_interval=0.05)
+    widget = cluster_widget(cluster, refresh_interval=None)
     try:
         assert widget.progress.layout.display == ""
         assert widget.progress.description == "Starting"
         cluster.record = record("abc")
-        wait_for(lambda: widget.state.status == "RUNNING")
-        wait_for(lambda: widget.progress.layout.display == "none")
+        widget.refresh()
+        assert widget.state.status == "RUNNING"
+        assert widget.progress.layout.display == "none"
     finally:
         widget.close()
-    assert widget._timer is None
 
 
-def test_shutdown_stops_the_timer() -> None:
+def test_shutdown_shows_the_stopped_cluster() -> None:
+    # An object without an event loop is read when the widget acts (test_refresh.py
+    # covers the refresh loop of gateway and distributed clusters).
     cluster = RecordingCluster()
-    widget = cluster_widget(cluster, refresh_interval=0.05)
-    timer = widget._timer
-    assert timer is not None and timer.running
-    widget.shutdown_button.click()
-    assert ("shutdown",) in cluster.calls
-    assert widget.state.status == "STOPPED"
-    assert widget._timer is None
-    wait_for(lambda: not timer.running)
-    widget.close()
-
-
-def test_closing_the_widget_stops_refreshing() -> None:
-    cluster = RecordingCluster()
-    widget = cluster_widget(cluster, refresh_interval=0.05)
-    wait_for(lambda: len(cluster.calls) >= 3)
-    timer = widget._timer
-    widget.close()
-    wait_for(lambda: not timer._thread.is_alive())
-    count = len(cluster.calls)
-    time.sleep(0.3)
-    assert len(cluster.calls) == count
+    widget = cluster_widget(cluster)
+    try:
+        widget.shutdown_button.click()
+        assert ("shutdown",) in cluster.calls
+        assert widget.state.status == "STOPPED"
+        assert widget.scale_button.disabled and widget.shutdown_button.disabled
+    finally:
+        widget.close()
 
 
 def test_cluster_fallback_html_is_escaped() -> None:
@@ -340,6 +330,8 @@ def test_cluster_widget_with_a_real_local_cluster() -> None:
     with LocalCluster(n_workers=0, processes=False, dashboard_address=":0") as cluster:
         widget = cluster_widget(cluster, refresh_interval=0.2)
         try:
+            widget.set_state({"_view_count": 1})  # displayed: refreshes on the cluster's loop
+            assert widget.refreshing
             assert widget.state.status == "RUNNING"
             widget.workers.value = 2
             widget.scale_button.click()
