@@ -277,8 +277,23 @@ class HubgateService(Application):
         config=True,
         help="""The options users may set for their clusters: a hubgate.options.OptionSet,
         or a callable (user) -> OptionSet (sync or async) for per-user or per-group
-        option sets. The user has .name, .admin and .groups.""",
+        option sets. The user has .name, .admin and .groups. Checked at start: anything
+        else stops the service, and so does a key that the handler of an OptionSet
+        given here (standard_handler, or none) would return and neither hubgate nor the
+        backend takes. The result of an operator's own handler is checked per request:
+        a key the backend does not take (max_worker for max_workers) refuses the
+        request with a 409 that says the hub is misconfigured, and logs the key.""",
     )
+
+    @validate("cluster_options")
+    def _option_set_or_callable(self, proposal: Any) -> Any:
+        value = proposal["value"]
+        if value is not None and not isinstance(value, OptionSet) and not callable(value):
+            raise TraitError(
+                "HubgateService.cluster_options must be a hubgate.options.OptionSet or a "
+                f"callable (user) -> OptionSet, got {value!r}"
+            )
+        return value
 
     @default("cluster_options")
     def _default_cluster_options(self) -> OptionSet:
@@ -567,12 +582,43 @@ class HubgateService(Application):
         for name in ("hubgate", "tornado.access"):
             logging.getLogger(name).handlers = self.log.handlers
             logging.getLogger(name).propagate = False
+        self.check_settings()
 
-    def cluster_defaults(self) -> dict[str, Any]:
-        return dict(self.cluster_config)
+    # Parsed once from the dict-typed settings (the observers above drop them on change).
+    _limits_policy: LimitsPolicy | None = None
+    _cluster_settings: ClusterSettings | None = None
+
+    def check_settings(self) -> None:
+        """Parse every dict-typed setting now and make the backend (its own settings
+        are checked when it is made): a mistake raises TraitError, which initialize
+        turns into one message and exit status 1, before anything starts."""
+        self.limits_policy()
+        self.cluster_settings()
+        if not hasattr(self, "backend"):
+            self.backend = self.backend_class(parent=self, log=self.log)
+
+    def limits_policy(self) -> LimitsPolicy:
+        if self._limits_policy is None:
+            try:
+                self._limits_policy = LimitsPolicy.from_config(
+                    self.user_limits, self.group_limits, self.per_user_limits
+                )
+            except ConfigError as exc:
+                raise TraitError(str(exc)) from None
+        return self._limits_policy
+
+    def cluster_settings(self) -> ClusterSettings:
+        if self._cluster_settings is None:
+            self._cluster_settings = ClusterSettings.from_config(
+                self.cluster_config, self.cluster_options, self.backend_class
+            )
+        return self._cluster_settings
+
+    def cluster_config_for(self, handler_output: dict[str, Any], user: User) -> ClusterConfig:
+        return self.cluster_settings().config_for(handler_output, user)
 
     def limits_for(self, user: User) -> UserLimits:
-        return limits_for(user, self.user_limits, self.group_limits, self.per_user_limits)
+        return self.limits_policy().for_user(user)
 
     def _cookie_secret(self) -> bytes:
         path = Path(self.data_dir) / "cookie_secret"
