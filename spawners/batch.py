@@ -817,6 +817,12 @@ class SlurmBackend(BatchBackend):
     backend_name = "slurm"
     system_name = "Slurm"
     directive_prefix = "#SBATCH"
+    accepted_resources: ClassVar[dict[str, str]] = {
+        **BatchBackend.accepted_resources,
+        "partition": "the Slurm partition, instead of SlurmBackend.partition",
+        "queue": "another name for partition",
+        "qos": "the Slurm quality of service, instead of SlurmBackend.qos",
+    }
 
     partition = Unicode(
         "",

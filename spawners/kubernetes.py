@@ -315,6 +315,9 @@ class KubernetesBackend(Backend):
         "scheduler": SCHEDULER_PORT,
         "dashboard": DASHBOARD_PORT,
     }
+    accepted_resources: ClassVar[dict[str, str]] = {
+        "instance_type": "a key of KubernetesBackend.instance_types: where the pods run",
+    }
 
     listen_host = Unicode(
         "0.0.0.0",
