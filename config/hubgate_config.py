@@ -83,6 +83,14 @@ c.HubgateService.group_limits = {
     "staff": {"max_clusters": 5, "max_cores": 64, "max_memory": "256G"}
 }
 
+# --- getting resources back -----------------------------------------------------------------
+# A cluster made in a notebook server (its kernels, widgets, the JupyterLab sidebar) stops
+# when that server stops: logged out, culled, stopped by an admin. Clusters made with a
+# /hub/token token (a laptop) are left alone. The hub must grant the service list:users
+# and read:servers (see jupyterhub_config.py); it is asked once a minute here.
+c.HubgateService.stop_clusters_with_server = True
+c.HubgateService.server_poll_interval = 60
+
 # --- admins ---------------------------------------------------------------------------------
 # Admin powers come only from a scope on the caller's token, which the hub grants with a
 # role (see jupyterhub_config.py: the "hubgate-admin" role, e.g. for the hpc-support

@@ -57,8 +57,14 @@ c.JupyterHub.load_roles = [
     # every user may use the service (add it to JupyterHub's default 'user' role);
     # to restrict it, give the scope to a group instead
     {"name": "user", "scopes": ["self", SCOPE]},
-    # the service looks up users' groups (for group limits)
-    {"name": "hubgate", "scopes": ["read:users", "read:groups"], "services": [SERVICE_NAME]},
+    # the service looks up users' groups (for group limits) and, for
+    # HubgateService.stop_clusters_with_server (on in hubgate_config.py), lists users'
+    # running servers: list:users and read:servers (leave them out with the option off)
+    {
+        "name": "hubgate",
+        "scopes": ["read:users", "read:groups", "list:users", "read:servers"],
+        "services": [SERVICE_NAME],
+    },
     # hubgate's admins: a hub admin is not one unless listed here (or in a group here)
     {
         "name": "hubgate-admin",
@@ -71,7 +77,10 @@ c.JupyterHub.load_roles = [
 # the token inside each single-user server may call the service (notebooks, lab
 # extension), never as an admin: code in the server, and whoever shares it, holds it.
 # Admins use a token from /hub/token (which inherits the admin scope) or the clusters page.
-c.Spawner.server_token_scopes = ["users:activity!user", SCOPE]
+# access:servers!server (JupyterHub's default for server tokens) becomes
+# access:servers!server=<user>/<server>: it tells hubgate which server made a cluster, for
+# HubgateService.stop_clusters_with_server.
+c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", SCOPE]
 
 # what DaskHub and 2i2c set: Gateway() needs no arguments in a notebook
 c.Spawner.environment = {

@@ -60,6 +60,7 @@ from .pages import page_routes
 from .scheduler_proxy import ProxyLimits, SchedulerProxy, parse_target
 from .schema import SchemaError
 from .secrets import SecretBox, load_or_create_keys
+from .server_watch import ServerWatch
 from .store import ClusterStore
 
 log = logging.getLogger("hubgate")
@@ -551,6 +552,50 @@ class HubgateService(Application):
         outlive a restart of the service and are picked up again.""",
     )
 
+    stop_clusters_with_server = Bool(
+        False,
+        config=True,
+        help="""Stop a cluster when the single-user server it was created from stops (its
+        user stopped it, it was culled, the hub stopped it). Off by default.
+
+        A cluster belongs to a server when it was created with that server's own
+        token, the JUPYTERHUB_API_TOKEN inside it: from a notebook or kernel, a widget
+        or the JupyterLab sidebar of that server. A named server's clusters go with
+        that named server only. Clusters created with any other token (one from
+        /hub/token, on a laptop or pasted into a notebook) belong to no server and are
+        never stopped by this, whether or not their user has a server running.
+
+        The service asks the hub for every user's active servers every
+        server_poll_interval seconds (one request for all users, per 200 of them
+        active) and stops a cluster when its server is gone from the answer or has
+        started again since an earlier one; only clusters created before the question
+        are judged. Nothing is stopped before the hub has answered (after a restart of
+        the service or of the hub) or while it cannot be asked. The cluster's reason
+        names the server: "stopped because the JupyterHub server it was created from
+        (alice's default server) stopped".
+
+        The hub must grant the service's role the scopes list:users and read:servers
+        (the service stops at start when the hub refuses), and, if it sets
+        Spawner.server_token_scopes, list "access:servers!server" there (JupyterHub's
+        default server role has it) so that a server's token can be told apart; see
+        config/jupyterhub_config.py.""",
+    )
+
+    server_poll_interval = Float(
+        30.0,
+        config=True,
+        help="""Seconds between two looks at the hub's active servers, with
+        stop_clusters_with_server: how long a cluster may outlive its server. Each look
+        is one request to the hub for all users (one per 200 users with a server
+        running), plus one per user whose server seems to have stopped.""",
+    )
+
+    @validate("server_poll_interval")
+    def _positive_interval(self, proposal: Any) -> float:
+        if proposal["value"] <= 0:
+            raise ValueError(f"server_poll_interval must be more than 0, got {proposal['value']}")
+        return proposal["value"]
+
     hub_token_url = Unicode(
         config=True,
         help="Where users make API tokens, shown in error messages (default: <hub>/hub/token).",
@@ -720,6 +765,31 @@ class HubgateService(Application):
             type(self.backend).__name__,
         )
 
+    async def _watch_servers(self) -> None:
+        """Stop clusters with the server they were created from (server_watch.py)."""
+        self.server_watch = ServerWatch(
+            HubServers(self.hub_auth.api_url, self.hub_auth.api_token),
+            clusters=lambda: list(self.manager.clusters.values()),
+            stop=self.manager.stop_cluster,
+            interval=self.server_poll_interval,
+        )
+        try:
+            await self.server_watch.start()
+        except HubRefused as exc:
+            self.log.critical(
+                "HubgateService.stop_clusters_with_server is on, but %s. Add them to the "
+                "role of the service %r in jupyterhub_config.py (see "
+                "config/jupyterhub_config.py), or turn the option off.",
+                exc,
+                self.service_name,
+            )
+            raise SystemExit(1) from None
+        self.log.info(
+            "Clusters stop with the server they were created from (the hub's servers "
+            "are checked every %g s)",
+            self.server_poll_interval,
+        )
+
     def _proxy_limits(self) -> ProxyLimits:
         return ProxyLimits(
             max_connections=self.scheduler_proxy_max_connections,
@@ -827,6 +897,8 @@ class HubgateService(Application):
             self.http_server.stop()
         if hasattr(self, "dashboard_server"):
             self.dashboard_server.stop()
+        if hasattr(self, "server_watch"):
+            await self.server_watch.close()
         if hasattr(self, "manager"):
             if self.stop_clusters_on_shutdown:
                 await asyncio.gather(

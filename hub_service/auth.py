@@ -43,6 +43,30 @@ class Unauthorized(ServiceError):
     status_code = 401
 
 
+SERVER_ACCESS = "access:servers!server="
+
+
+def token_server(model: dict[str, Any]) -> str | None:
+    """The name of the owner's single-user server whose own token this is ("" the
+    default server), or None for any other token.
+
+    The hub gives each server's token ``access:servers!server=<user>/<server>`` (its
+    default ``server`` role has it; a hub that sets ``Spawner.server_token_scopes``
+    lists ``access:servers!server``); tokens from /hub/token carry
+    ``access:servers!user=<user>`` instead. A token that names several of its owner's
+    servers belongs to none of them."""
+    if model.get("kind", "user") != "user":
+        return None
+    owner = model.get("name")
+    found = set()
+    for scope in model.get("scopes") or ():
+        if isinstance(scope, str) and scope.startswith(SERVER_ACCESS):
+            user, _, server = scope[len(SERVER_ACCESS) :].partition("/")
+            if user == owner:
+                found.add(server)
+    return found.pop() if len(found) == 1 else None
+
+
 class HubgateHubAuth(HubOAuth):
     """HubOAuth that also accepts the ``jupyterhub <token>`` scheme of dask-gateway's
     client."""
@@ -202,7 +226,7 @@ class Authenticator:
         if model.get("kind", "user") == "user" and "groups" not in model:
             info = await self._lookup_user(model["name"])
             groups = tuple(info.get("groups") or groups)
-        return User(name=name, admin=admin, groups=groups)
+        return User(name=name, admin=admin, groups=groups, server=token_server(model))
 
     async def _lookup_user(self, name: str) -> dict[str, Any]:
         cached = self._user_info.get(name)

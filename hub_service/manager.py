@@ -44,6 +44,7 @@ from .limits import (
 )
 from .model import Cluster, ClusterStatus, User, Worker, WorkerStatus
 from .routes import RefusedAddress, host_port, reported_host, reported_ports
+from .server_watch import describe_server
 from .store import ClusterStore
 from .tls import agenerate_cluster_credentials
 
@@ -227,8 +228,10 @@ class ClusterManager:
             token=secrets.token_urlsafe(32),
             credentials=credentials,
             dashboard_secret=secrets.token_urlsafe(32),
+            server=user.server,
         )
-        cluster.add_event(f"created by {user.name}")
+        made_in = "" if user.server is None else f" from {describe_server(user.name, user.server)}"
+        cluster.add_event(f"created by {user.name}{made_in}")
         self.clusters[name] = cluster
         self._persist(cluster)
         self._spawn(self._start_scheduler(cluster))

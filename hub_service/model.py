@@ -61,6 +61,9 @@ class User:
     name: str
     admin: bool = False
     groups: tuple[str, ...] = ()
+    # the user's single-user server whose own token made the request ("" the default
+    # server), None for any other token (see auth.token_server)
+    server: str | None = None
 
     def may_manage(self, cluster: Cluster) -> bool:
         return self.admin or cluster.username == self.name
@@ -118,6 +121,9 @@ class Cluster:
     events: deque[tuple[float, str]] = field(default_factory=lambda: deque(maxlen=50))
     worker_failures: int = 0
     worker_counter: int = 0
+    # the owner's single-user server whose token created it ("" the default server),
+    # None when another token did: server_watch.py stops it when that server stops
+    server: str | None = None
     # not persisted
     changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
 

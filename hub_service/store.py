@@ -69,6 +69,8 @@ clusters_table = Table(
     Column("worker_counter", Integer, nullable=False, default=0),
     Column("events", JSON, nullable=False),
     Column("versions", JSON, nullable=False),
+    # the owner's single-user server that created it (Cluster.server); NULL: none
+    Column("server", String(255)),
 )
 
 workers_table = Table(
@@ -270,6 +272,7 @@ class ClusterStore:
             "worker_counter": c.worker_counter,
             "events": [list(e) for e in c.events],
             "versions": c.versions,
+            "server": c.server,
         }
         workers = [
             {
@@ -310,6 +313,7 @@ class ClusterStore:
             lease_expires=r.lease_expires,
             worker_counter=r.worker_counter,
             versions=r.versions,
+            server=r.server,
         )
         cluster.events = deque(((t, m) for t, m in r.events), maxlen=50)
         for w in worker_rows:

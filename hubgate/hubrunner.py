@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from .hub_service.auth import ADMIN_SCOPE
+from .hub_service.hub_servers import NEEDED_SCOPES as SERVER_WATCH_SCOPES
 from .spawners.accounts import untraversable_ancestor
 
 ADMIN_SERVICE = "hubgate-admin-helper"
@@ -79,6 +80,11 @@ class HubSettings:
     # appended to the generated hubgate_config.py (tests set limits, db_url, ...)
     hubgate_config_extra: str = ""
     stop_clusters_on_shutdown: bool = False
+    # HubgateService.stop_clusters_with_server; the service's hub role then also gets
+    # the scopes it needs to see users' servers
+    stop_clusters_with_server: bool = False
+    # appended to the generated jupyterhub_config.py (tests turn on named servers, ...)
+    jupyterhub_config_extra: str = ""
     admin_token: str = field(default_factory=lambda: secrets.token_hex(32))
     # LocalBackend.work_dir: users' processes (their own uids) must reach it, so its
     # parent folders need o+x. None: <work_dir>/clusters when they have it, else a new
@@ -166,10 +172,12 @@ def render_jupyterhub_config(s: HubSettings) -> str:
     roles = [
         # every user may call the service (JupyterHub's default 'user' role plus it)
         {"name": "user", "scopes": ["self", scope]},
-        # the service looks up users' admin flag and groups
+        # the service looks up users' admin flag and groups (and, to stop clusters with
+        # their servers, lists users' servers)
         {
             "name": "hubgate-service",
-            "scopes": ["read:users", "read:groups"],
+            "scopes": ["read:users", "read:groups"]
+            + (list(SERVER_WATCH_SCOPES) if s.stop_clusters_with_server else []),
             "services": [s.service_name],
         },
         # hubgate's admins: everyone's clusters (never their credentials)
@@ -210,11 +218,13 @@ c.Spawner.start_timeout = 120
 c.Spawner.http_timeout = 120
 c.Spawner.environment = {s.singleuser_environment()!r}
 # the single-user server's own token may call the service (hubgate's lab extension),
-# never as an admin: code in a server (and whoever shares it) holds that token
-c.Spawner.server_token_scopes = ["users:activity!user", {scope!r}]
+# never as an admin: code in a server (and whoever shares it) holds that token; its
+# access:servers!server=<user>/<server> tells the service which server made a cluster
+c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server", {scope!r}]
 c.JupyterHub.custom_scopes = {custom_scopes!r}
 c.JupyterHub.load_roles = {roles!r}
 c.JupyterHub.services = {services!r}
+{s.jupyterhub_config_extra}
 """
 
 
@@ -227,6 +237,7 @@ configure_demo(c)
 c.HubgateService.scheduler_proxy_address = "127.0.0.1:{s.scheduler_proxy_port}"
 c.HubgateService.data_dir = "{s.work_dir / "service-data"}"
 c.HubgateService.stop_clusters_on_shutdown = {s.stop_clusters_on_shutdown!r}
+c.HubgateService.stop_clusters_with_server = {s.stop_clusters_with_server!r}
 c.HubgateService.dashboard_url = {s.dashboard_url!r}
 c.HubgateService.dashboard_bind_address = "127.0.0.1:{s.dashboard_port}"
 c.LocalBackend.work_dir = "{s.cluster_work_dir}"

@@ -35,6 +35,20 @@ def test_jupyterhub_config_registers_the_service_and_scopes() -> None:
     assert env["DASK_GATEWAY__PROXY_ADDRESS"].startswith("gateway://")
 
 
+def test_the_example_hub_grants_what_stopping_clusters_with_servers_needs() -> None:
+    from hubgate.hub_service.hub_servers import NEEDED_SCOPES
+
+    hubgate, _ = _run(CONFIG / "hubgate_config.py")
+    assert HubgateService(config=hubgate).stop_clusters_with_server
+    c, _ = _run(CONFIG / "jupyterhub_config.py")
+    (role,) = [r for r in c.JupyterHub.load_roles if "dask-gateway" in r.get("services", [])]
+    assert set(NEEDED_SCOPES) <= set(role["scopes"])
+    # a server's token names its server, so clusters made in it can go with it
+    assert "access:servers!server" in c.Spawner.server_token_scopes
+    values = yaml.safe_load((CONFIG / "kubernetes" / "values.yaml").read_text())["hub"]
+    assert "access:servers!server" in values["loadRoles"]["server"]["scopes"]
+
+
 def test_hubgate_config_gives_groups_different_options() -> None:
     c, ns = _run(CONFIG / "hubgate_config.py")
     app = HubgateService(config=c)

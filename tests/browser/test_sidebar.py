@@ -65,6 +65,23 @@ async def run_cell(page: Page, notebook: Any, code: str | None = None) -> Any:
     return cell.locator(".jp-OutputArea")
 
 
+# In the kernel: the cluster widget's refresh loop, once it has refreshed twice.
+AWAIT_REFRESHES = """import time
+from hubgate.widgets import refresh
+[refresh_loop] = refresh.running()
+deadline = time.monotonic() + 60
+while refresh_loop.fetches < 2 and time.monotonic() < deadline: time.sleep(0.1)
+print("REFRESHING", len(refresh.running()), refresh_loop.fetches >= 2)"""
+# The kernel handles the frontend's view-count message before this cell.
+AFTER_CLEAR = "print('STOPPED', refresh_loop.stopped.wait(60), len(refresh.running()))"
+
+
+async def clear_output(page: Page, cell: Any) -> None:
+    """The cell's context menu, "Clear Cell Output"."""
+    await cell.locator(".jp-InputArea-prompt").click(button="right")
+    await page.locator('.lm-Menu-item[data-command="notebook:clear-cell-output"]').click()
+
+
 def card(page: Page, name: str | None = None, status: str | None = None) -> Any:
     selector = ".hubgate-ClusterCard"
     if name:
@@ -143,6 +160,16 @@ async def test_create_scale_dashboard_insert_code_and_shutdown(hub: Any, new_pag
     widget = widget_output.locator(".widget-vbox").first
     await expect(widget).to_contain_text("RUNNING", timeout=60_000)
     await widget.screenshot(path=str(SCREENSHOTS / "cluster-widget.png"))
+    # It refreshes through one loop in the kernel while shown (the frontend counts its
+    # views); clearing the output removes the view, which stops the loop.
+    widget_cell = notebook.locator(".jp-Cell").filter(has=page.locator(".widget-vbox"))
+    refreshing = await run_cell(page, notebook, AWAIT_REFRESHES)
+    await expect(refreshing).to_contain_text("REFRESHING 1 True", timeout=90_000)
+    await clear_output(page, widget_cell)
+    await expect(notebook.locator(".widget-vbox")).to_have_count(0)
+    await notebook.locator(".jp-Cell").last.locator(".cm-content").click()
+    stopped = await run_cell(page, notebook, AFTER_CLEAR)
+    await expect(stopped).to_contain_text("STOPPED True 0", timeout=90_000)
 
     # Shut it down from the sidebar: it leaves the list.
     await new_card.locator(".hubgate-Shutdown").click()
