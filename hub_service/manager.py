@@ -84,6 +84,8 @@ class ManagerSettings:
     # seconds a lower adaptive target must hold before workers are retired
     adaptive_scale_down_delay: float = 5.0
     stopped_cluster_retention: float = 24 * 3600.0
+    # stopped or failed workers a cluster keeps on record (the most recent ones)
+    finished_workers_kept: int = 20
     log_lines: int = 30
     limits_for: Callable[[User], UserLimits] = field(default=lambda user: UserLimits())
 
@@ -126,6 +128,10 @@ class ClusterManager:
         """Load clusters from the database and take over the ones still running."""
         for cluster in await self.store.load_all():
             self.clusters[cluster.name] = cluster
+            # Workers piled up by an older release (it kept every one) go now.
+            cluster.forget_finished_workers(self.settings.finished_workers_kept)
+            if cluster.forgotten_workers:
+                self._spawn(self.store.save(cluster))
             if cluster.status is ClusterStatus.FAILED and cluster.stopped is None:
                 self._spawn(self._finish_stop(cluster, failed=True))  # interrupted
                 continue
@@ -169,7 +175,10 @@ class ClusterManager:
             log.error("Background task failed", exc_info=task.exception())
 
     def _persist(self, cluster: Cluster) -> None:
+        """Wake up the cluster's watchers and save what changed. Forgets finished
+        workers beyond the ones kept: never call it while iterating cluster.workers."""
         cluster.notify()
+        cluster.forget_finished_workers(self.settings.finished_workers_kept)
         self._spawn(self.store.save(cluster))
 
     # --- queries --------------------------------------------------------------------
@@ -961,7 +970,8 @@ class ClusterManager:
         if cluster.scheduler_state:
             scheduler = await self.backend.read_log(cluster.scheduler_state, lines)
         workers: dict[str, str | None] = {}
-        for worker in cluster.workers.values():
+        # A copy: workers come and go while the logs are read.
+        for worker in list(cluster.workers.values()):
             if worker.state:
                 workers[worker.name] = await self.backend.read_log(worker.state, lines)
         return {"scheduler": scheduler, "workers": workers}

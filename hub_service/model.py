@@ -69,8 +69,17 @@ class User:
         return self.admin or cluster.username == self.name
 
 
+_UNSET = object()
+# The worker fields the database keeps (its row); see Worker.unsaved.
+WORKER_ROW_FIELDS = frozenset({"status", "state", "created", "stopped", "reason"})
+
+
 @dataclass
 class Worker:
+    """One worker of a cluster. Assigning a new value to one of ``WORKER_ROW_FIELDS``
+    sets ``unsaved``, so the next save writes this worker's row and no other's (replace
+    ``state``, never change it in place)."""
+
     name: str
     status: WorkerStatus = WorkerStatus.STARTING
     state: dict[str, Any] = field(default_factory=dict)
@@ -82,6 +91,17 @@ class Worker:
     memory_limit: int = 0
     # set once the service asked the scheduler to retire it (an expected departure)
     retiring: bool = False
+    # its row in the database is older than this object (a new worker has none yet)
+    unsaved: bool = field(default=True, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in WORKER_ROW_FIELDS and self.__dict__.get(name, _UNSET) != value:
+            object.__setattr__(self, "unsaved", True)
+        object.__setattr__(self, name, value)
+
+    @property
+    def finished(self) -> bool:
+        return self.status in (WorkerStatus.STOPPED, WorkerStatus.FAILED)
 
 
 @dataclass
@@ -126,9 +146,23 @@ class Cluster:
     server: str | None = None
     # not persisted
     changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
+    # workers forgotten since the last save, whose rows the next save deletes
+    forgotten_workers: set[str] = field(default_factory=set, repr=False)
 
     def add_event(self, message: str) -> None:
         self.events.append((time.time(), message))
+
+    def forget_finished_workers(self, keep: int) -> None:
+        """Forget all but the ``keep`` most recently finished (stopped or failed)
+        workers: nothing needs the others, and a long-lived adaptive cluster would
+        otherwise pile up thousands. Their names are never reused (worker_counter)."""
+        finished = [w for w in self.workers.values() if w.finished]
+        if len(finished) <= keep:
+            return
+        finished.sort(key=lambda w: (w.stopped or 0.0, w.created))
+        for worker in finished[: len(finished) - keep]:
+            del self.workers[worker.name]
+            self.forgotten_workers.add(worker.name)
 
     def notify(self) -> None:
         """Wake up everyone waiting for a change of this cluster."""

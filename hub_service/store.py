@@ -4,15 +4,23 @@ The service keeps its clusters in memory and writes every change through to the
 database, so a restart finds them again. SQLAlchemy's calls block, so they all run in
 one dedicated thread: writes keep their order and the event loop never waits on disk.
 Secrets (the cluster token and TLS material) are encrypted with the service's keys.
+
+A save costs what changed, not the size or age of the cluster: the columns of the
+cluster row that differ from the row last written, the rows of the workers marked
+unsaved (``Worker.unsaved``) in one batch, one delete for the workers the cluster forgot.
+Saves of a cluster that queue while the thread is busy merge into one write.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import threading
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Coroutine
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -31,6 +39,7 @@ from sqlalchemy import (
     delete,
     event,
     select,
+    update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -110,6 +119,36 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+@dataclass
+class _Changes:
+    """What a save of one cluster writes: its latest row, the rows of its workers that
+    changed (by name) and the names of the workers it forgot. ``job`` is the store
+    thread's task that will write it."""
+
+    row: dict[str, Any]
+    workers: dict[str, dict[str, Any]]
+    forgotten: set[str]
+    job: Future[None] | None = None
+
+    def merge(self, newer: _Changes) -> None:
+        """Take in a later save of the same cluster: its state wins."""
+        self.row = newer.row
+        for name in newer.forgotten:
+            self.workers.pop(name, None)
+        self.forgotten |= newer.forgotten
+        self.forgotten.difference_update(newer.workers)
+        self.workers.update(newer.workers)
+
+
+_WORKER_UPDATED = ("status", "state", "created", "stopped", "reason")
+
+
+async def _until_done(job: Future[None]) -> None:
+    # Shielded: a caller cancelled on the way out (the manager closing) must not take
+    # the queued write with it; close() waits for it.
+    await asyncio.shield(asyncio.wrap_future(job))
+
+
 class ClusterStore:
     """Reads and writes clusters; every public method is a coroutine run in the
     store's own thread."""
@@ -121,6 +160,15 @@ class ClusterStore:
         self.upgrade_db = upgrade_db
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hubgate-db")
         self._engine: Engine | None = None
+        # Saves not written yet, by cluster (filled on the event loop, emptied by the
+        # store thread): at most one queued write per cluster.
+        self._queued: dict[str, _Changes] = {}
+        self._queue_lock = threading.Lock()
+        # The cluster rows as last written or loaded (store thread only).
+        self._written: dict[str, dict[str, Any]] = {}
+        # Encrypted secrets by cluster, sealed once (event loop only): they never change,
+        # and a fresh encryption would differ from the written one every time.
+        self._sealed: dict[str, bytes] = {}
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
@@ -159,29 +207,90 @@ class ClusterStore:
 
     # --- writes ---------------------------------------------------------------------
 
-    async def save(self, cluster: Cluster) -> None:
-        """Insert or update the cluster and its workers (a snapshot taken now)."""
-        row, workers = self._to_rows(cluster)
-        await self._run(self._save, row, workers)
+    def save(self, cluster: Cluster) -> Coroutine[Any, Any, None]:
+        """Queue what changed in the cluster since its last save, as it is now (before
+        any await: the snapshot is taken by this call); await the result to know it is
+        written. A failed write stays queued and goes with the cluster's next save."""
+        changes = self._changes_of(cluster)
+        with self._queue_lock:
+            queued = self._queued.get(cluster.name)
+            if queued is None:
+                queued = self._queued[cluster.name] = changes
+            else:
+                queued.merge(changes)
+            if queued.job is None:
+                queued.job = self._executor.submit(self._write_queued, cluster.name)
+            return _until_done(queued.job)
 
-    def _upsert(self, table: Table, row: dict[str, Any], keys: list[str]) -> Any:
-        insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
-        stmt = insert(table).values(**row)
+    def _write_queued(self, name: str) -> None:
+        with self._queue_lock:
+            changes = self._queued.pop(name)
+        try:
+            self._write(changes)
+        except BaseException:
+            with self._queue_lock:
+                changes.job = None
+                newer = self._queued.get(name)
+                if newer is not None:
+                    changes.merge(newer)
+                    changes.job = newer.job
+                self._queued[name] = changes
+            raise
+
+    def _write(self, changes: _Changes) -> None:
+        row = changes.row
+        name = row["name"]
+        last = self._written.get(name)
+        if last is None:
+            cluster_stmt = self._upsert_cluster(row)
+        else:
+            changed = {k: v for k, v in row.items() if k not in last or last[k] != v}
+            cluster_stmt = (
+                update(clusters_table).where(clusters_table.c.name == name).values(**changed)
+                if changed
+                else None
+            )
+        if cluster_stmt is None and not changes.workers and not changes.forgotten:
+            return
+        with self.engine.begin() as conn:
+            if cluster_stmt is not None:
+                conn.execute(cluster_stmt)
+            if changes.workers:
+                # one executemany, whatever the number of workers
+                conn.execute(self._upsert_workers(), list(changes.workers.values()))
+            if changes.forgotten:
+                conn.execute(
+                    delete(workers_table).where(
+                        workers_table.c.cluster_name == name,
+                        workers_table.c.name.in_(sorted(changes.forgotten)),
+                    )
+                )
+        self._written[name] = row
+
+    def _insert(self) -> Any:
+        return pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+
+    def _upsert_cluster(self, row: dict[str, Any]) -> Any:
+        stmt = self._insert()(clusters_table).values(**row)
         return stmt.on_conflict_do_update(
-            index_elements=keys, set_={k: v for k, v in row.items() if k not in keys}
+            index_elements=["name"], set_={k: v for k, v in row.items() if k != "name"}
         )
 
-    def _save(self, row: dict[str, Any], workers: list[dict[str, Any]]) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(self._upsert(clusters_table, row, ["name"]))
-            for w in workers:
-                conn.execute(self._upsert(workers_table, w, ["cluster_name", "name"]))
+    def _upsert_workers(self) -> Any:
+        stmt = self._insert()(workers_table)
+        return stmt.on_conflict_do_update(
+            index_elements=["cluster_name", "name"],
+            set_={column: stmt.excluded[column] for column in _WORKER_UPDATED},
+        )
 
     async def delete_older_than(self, seconds: float) -> int:
         """Forget stopped clusters that ended more than ``seconds`` ago."""
-        return await self._run(self._delete_older_than, time.time() - seconds)
+        names = await self._run(self._delete_older_than, time.time() - seconds)
+        for name in names:
+            self._sealed.pop(name, None)
+        return len(names)
 
-    def _delete_older_than(self, cutoff: float) -> int:
+    def _delete_older_than(self, cutoff: float) -> list[str]:
         with self.engine.begin() as conn:
             names = [
                 r.name
@@ -192,7 +301,9 @@ class ClusterStore:
             if names:
                 conn.execute(delete(workers_table).where(workers_table.c.cluster_name.in_(names)))
                 conn.execute(delete(clusters_table).where(clusters_table.c.name.in_(names)))
-            return len(names)
+        for name in names:
+            self._written.pop(name, None)
+        return names
 
     async def uid_for(self, username: str, first: int, last: int) -> int:
         """The uid of ``username``: the one recorded, else the lowest free one in
@@ -238,26 +349,54 @@ class ClusterStore:
         with self.engine.connect() as conn:
             rows = list(conn.execute(select(clusters_table)))
             workers = list(conn.execute(select(workers_table)))
+        self._written.update((r.name, dict(r._mapping)) for r in rows)
         return rows, workers
 
     # --- conversions ------------------------------------------------------------------
 
-    def _to_rows(self, c: Cluster) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-        secrets = json.dumps(
-            {
-                "token": c.token,
-                "credentials": c.credentials.to_json(),
-                "dashboard_secret": c.dashboard_secret,
-            }
-        )
-        row = {
+    def _changes_of(self, c: Cluster) -> _Changes:
+        """The cluster's row, and what changed among its workers since the last save
+        (which this marks saved)."""
+        workers = {}
+        for w in c.workers.values():
+            if w.unsaved:
+                workers[w.name] = {
+                    "cluster_name": c.name,
+                    "name": w.name,
+                    "status": w.status.value,
+                    "state": w.state,
+                    "created": w.created,
+                    "stopped": w.stopped,
+                    "reason": w.reason,
+                }
+                w.unsaved = False
+        forgotten, c.forgotten_workers = c.forgotten_workers, set()
+        return _Changes(self._cluster_row(c), workers, forgotten)
+
+    def _sealed_secrets(self, c: Cluster) -> bytes:
+        """The cluster's secrets, encrypted (with the first key: after a key rotation,
+        the first save after the restart writes them anew)."""
+        sealed = self._sealed.get(c.name)
+        if sealed is None:
+            secrets = json.dumps(
+                {
+                    "token": c.token,
+                    "credentials": c.credentials.to_json(),
+                    "dashboard_secret": c.dashboard_secret,
+                }
+            )
+            sealed = self._sealed[c.name] = self._box.encrypt(secrets.encode())
+        return sealed
+
+    def _cluster_row(self, c: Cluster) -> dict[str, Any]:
+        return {
             "name": c.name,
             "username": c.username,
             "status": c.status.value,
             "reason": c.reason,
             "options": c.options,
             "config": c.config.to_json(),
-            "secrets": self._box.encrypt(secrets.encode()),
+            "secrets": self._sealed_secrets(c),
             "created": c.created,
             "started": c.started,
             "stopped": c.stopped,
@@ -274,19 +413,6 @@ class ClusterStore:
             "versions": c.versions,
             "server": c.server,
         }
-        workers = [
-            {
-                "cluster_name": c.name,
-                "name": w.name,
-                "status": w.status.value,
-                "state": w.state,
-                "created": w.created,
-                "stopped": w.stopped,
-                "reason": w.reason,
-            }
-            for w in c.workers.values()
-        ]
-        return row, workers
 
     def _from_rows(self, r: Any, worker_rows: list[Any]) -> Cluster:
         secrets = json.loads(self._box.decrypt(r.secrets))
@@ -324,5 +450,6 @@ class ClusterStore:
                 created=w.created,
                 stopped=w.stopped,
                 reason=w.reason,
+                unsaved=False,
             )
         return cluster
