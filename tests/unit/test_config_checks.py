@@ -4,11 +4,15 @@ setting, the bad key or value, the closest valid key and all of them; parsed onc
 from __future__ import annotations
 
 import logging
+import runpy
+from pathlib import Path
 from typing import Any
 
 import pytest
 from traitlets import TraitError
+from traitlets.config import Config
 
+from hubgate.config.demo import configure_demo
 from hubgate.config_keys import closest_key, unknown_keys_message
 from hubgate.hub_service.app import HubgateService
 from hubgate.hub_service.cluster_config import (
@@ -324,8 +328,6 @@ def test_kubernetes_placement_settings_are_checked(setting: str, value: Any, exp
 
 
 def test_a_backend_setting_typo_stops_the_service_at_its_check() -> None:
-    from traitlets.config import Config
-
     c = Config()
     c.HubgateService.backend_class = "kubernetes"
     c.KubernetesBackend.tolerations = [{"key": "k", "effects": "NoSchedule"}]
@@ -376,3 +378,28 @@ def test_local_backends_take_nothing_beyond_hubgates_own_settings() -> None:
     assert LocalBackend.accepted_resources == {} == UnsafeLocalBackend.accepted_resources
     # python (another environment's interpreter) is one of hubgate's own settings
     assert "python" in CONFIG_KEYS and "image" in CONFIG_KEYS
+
+
+# -- the shipped examples -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "example", ["hubgate_config.py", "slurm/hubgate_config.py", "kubernetes/hubgate_config.py"]
+)
+def test_every_example_configuration_passes_the_start_checks(example: str) -> None:
+    c = Config()
+    path = Path(__file__).parents[2] / "config" / example
+    runpy.run_path(str(path), init_globals={"get_config": lambda: c})
+    app = HubgateService(config=c)
+    app.check_settings()
+    assert app.backend.backend_name == {"slurm": "slurm", "kubernetes": "kubernetes"}.get(
+        example.split("/")[0], "local"
+    )
+
+
+def test_the_demo_configuration_passes_the_start_checks() -> None:
+    c = Config()
+    configure_demo(c)
+    app = HubgateService(config=c)
+    app.check_settings()
+    assert app.limits_for(User("ada", groups=("staff",))).max_clusters == 10
