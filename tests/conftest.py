@@ -8,6 +8,8 @@ folder can use them without importing anything.
 - ``tests.fixtures.hub`` (when present): the real JupyterHub.
 - ``tests.fixtures.previous_release``: ``previous_release``, the release before schema
   migrations (a ``git archive`` of it) to run from this virtualenv with ``PYTHONPATH``.
+- ``tests.fixtures.leaks``: fails a test that leaves a thread (an unclosed Gateway, cluster
+  or Client), a child process or an unclosed resource behind.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 _FIXTURES = Path(__file__).parent / "fixtures"
 
 pytest_plugins = [
+    "tests.fixtures.leaks",
     "tests.fixtures.postgres",
     "tests.fixtures.browser",
     "tests.fixtures.previous_release",
