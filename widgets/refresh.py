@@ -102,6 +102,8 @@ class Refresh:
         try:
             failures = 0
             while True:
+                if source.closed():  # a client that closes without cancelling us
+                    return
                 self.fetches += 1
                 try:
                     value = await source.fetch()

@@ -305,6 +305,21 @@ def test_shutdown_from_the_widget_ends_the_loop(
     assert loop.stopped.wait(30)
 
 
+def test_closing_the_cluster_object_ends_the_loop(
+    service: StubService, gateway: Gateway, widgets: list[Any]
+) -> None:
+    cluster = ConnectedCluster(gateway, "abc")
+    widget = cluster_widget(cluster, refresh_interval=INTERVAL)
+    widgets.append(widget)
+    show(widget)
+    loop = loop_of(widget)
+    wait_for(lambda: loop.fetches >= 2, "refreshes")
+    cluster.status = "closed"  # what GatewayCluster.close() leaves
+    assert loop.stopped.wait(30)
+    assert widget.state.status == "CLOSED" and widget.scale_button.disabled
+    assert not widget.refreshing
+
+
 def test_closing_the_gateway_ends_the_loops(service: StubService, widgets: list[Any]) -> None:
     client = Gateway(service.address, auth=JupyterHubAuth("token"))
     try:
