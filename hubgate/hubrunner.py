@@ -79,6 +79,8 @@ class HubSettings:
     password: str = field(default_factory=lambda: secrets.token_urlsafe(9))
     # appended to the generated hubgate_config.py (tests set limits, db_url, ...)
     hubgate_config_extra: str = ""
+    # added to the service's environment (tests run a previous release with PYTHONPATH)
+    service_environment: dict[str, str] = field(default_factory=dict)
     stop_clusters_on_shutdown: bool = False
     # HubgateService.stop_clusters_with_server; the service's hub role then also gets
     # the scopes it needs to see users' servers
@@ -165,7 +167,10 @@ def render_jupyterhub_config(s: HubSettings) -> str:
             # the clusters page's login carries the admin scope of those who hold it
             "oauth_client_allowed_scopes": [ADMIN_SCOPE],
             "display": True,
-            "environment": {"HUBGATE_DATA_DIR": str(s.work_dir / "service-data")},
+            "environment": {
+                "HUBGATE_DATA_DIR": str(s.work_dir / "service-data"),
+                **s.service_environment,
+            },
         },
         {"name": ADMIN_SERVICE, "api_token": s.admin_token},
     ]

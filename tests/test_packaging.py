@@ -128,6 +128,21 @@ def test_pip_install_of_the_wheel_enables_the_lab_extension(
     assert re.search(r"hubgate\.labextension.*enabled", server.stdout + server.stderr)
 
 
+def test_wheel_holds_the_schema_migrations(wheel_names: list[str]) -> None:
+    """alembic reads the migrations as files, not as an imported package: each one must
+    be package data of the wheel, or an installed service cannot create or upgrade its
+    database."""
+    source = ROOT / "hub_service" / "migrations"
+    expected = {
+        f"hubgate/hub_service/migrations/{path.relative_to(source).as_posix()}"
+        for path in source.rglob("*.py")
+    }
+    assert "hubgate/hub_service/migrations/env.py" in expected
+    assert len(expected) >= 3  # env.py, the baseline and at least one revision
+    missing = sorted(expected - set(wheel_names))
+    assert not missing, f"migrations missing from the wheel: {missing}"
+
+
 def test_wheel_holds_only_hubgate_packages(wheel_names: list[str]) -> None:
     tops = {name.split("/", 1)[0] for name in wheel_names}
     metadata = {t for t in tops if t.startswith("hubgate-") and t.endswith((".dist-info", ".data"))}
