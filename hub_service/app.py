@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from jupyterhub.traitlets import EntryPointType
+from jupyterhub.utils import make_ssl_context
 from tornado.httpserver import HTTPServer
 from tornado.web import Application as TornadoApplication
 from tornado.web import HTTPError
@@ -767,8 +768,14 @@ class HubgateService(Application):
 
     async def _watch_servers(self) -> None:
         """Stop clusters with the server they were created from (server_watch.py)."""
+        auth = self.hub_auth
+        internal_ssl = (
+            make_ssl_context(auth.keyfile, auth.certfile, cafile=auth.client_ca)
+            if auth.certfile or auth.keyfile
+            else None
+        )
         self.server_watch = ServerWatch(
-            HubServers(self.hub_auth.api_url, self.hub_auth.api_token),
+            HubServers(auth.api_url, auth.api_token, ssl_context=internal_ssl),
             clusters=lambda: list(self.manager.clusters.values()),
             stop=self.manager.stop_cluster,
             interval=self.server_poll_interval,

@@ -13,6 +13,7 @@ restart or stopping. A server is absent from the answer once it has stopped.
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -55,15 +56,36 @@ class ServerList:
 
 
 class HubServers:
-    """Reads servers from the hub's REST API (``api_url``: ``.../hub/api``)."""
+    """Reads servers from the hub's REST API (``api_url``: ``.../hub/api``);
+    ``ssl_context``: the client certificate and CA of a hub with internal SSL."""
 
     def __init__(
-        self, api_url: str, token: str, *, page_size: int = 200, timeout: float = 20.0
+        self,
+        api_url: str,
+        token: str,
+        *,
+        ssl_context: ssl.SSLContext | None = None,
+        page_size: int = 200,
+        timeout: float = 20.0,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.token = token
+        self.ssl_context = ssl_context
         self.page_size = page_size
         self.timeout = timeout
+
+    async def check_access(self) -> None:
+        """``HubRefused`` unless the service's token holds the scopes, unfiltered: with
+        a filtered one the hub would hide users and their servers, and answer 404 for a
+        user it hides as for one that does not exist."""
+        model = await self._get("/user")
+        scopes = set(model.get("scopes") or ()) if isinstance(model, dict) else set()
+        missing = [scope for scope in NEEDED_SCOPES if scope not in scopes]
+        if missing:
+            raise HubRefused(
+                f"the service's token lacks the scope(s) {', '.join(missing)} (for all "
+                f"users, not filtered); its role needs {', '.join(NEEDED_SCOPES)}"
+            )
 
     async def active(self) -> ServerList:
         """Every active server of every user."""
@@ -85,7 +107,8 @@ class HubServers:
         return ServerList(sent_at, started)
 
     async def servers_of(self, user: str) -> dict[str, str | None]:
-        """``user``'s active servers and when each started; none for a deleted user."""
+        """``user``'s active servers and when each started; none for a deleted user
+        (with the scopes :meth:`check_access` checks, 404 means just that)."""
         model = await self._get(f"/users/{quote(user, safe='')}", missing_ok=True)
         return {} if model is None else _servers_of(model)
 
@@ -94,6 +117,7 @@ class HubServers:
             self.api_url + path,
             headers={"Authorization": f"token {self.token}", "Accept": PAGINATION},
             request_timeout=self.timeout,
+            ssl_options=self.ssl_context,
         )
         try:
             response = await AsyncHTTPClient().fetch(request, raise_error=False)

@@ -35,6 +35,8 @@ log = logging.getLogger("hubgate.server_watch")
 
 
 class ServerSource(Protocol):
+    async def check_access(self) -> None: ...
+
     async def active(self) -> ServerList: ...
 
     async def servers_of(self, user: str) -> dict[str, str | None]: ...
@@ -118,6 +120,7 @@ class ServerWatch:
         """A first look now (``HubRefused`` when the service may not look at all: a
         configuration error to stop at), then one every interval."""
         try:
+            await self.hub.check_access()
             await self.check()
         except HubUnavailable as exc:
             log.warning("Cannot list the hub's servers yet (%s); trying again", exc)

@@ -3,19 +3,23 @@ made in a single-user server (its kernel, with the server's own token and the of
 dask-gateway client) stops when that server stops, with a reason that names it; a named
 server's clusters go with that server only; clusters made with a /hub/token token are
 never stopped for want of a server; other users' clusters are untouched; a restart of
-the service stops nothing; and with the option off (the default) nothing is stopped."""
+the service stops nothing; with the option off (the default) nothing is stopped; and a
+hub that will not show the service its users' servers stops the service at start."""
 
 from __future__ import annotations
 
 import asyncio
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from hubgate.hubrunner import RunningHub
+from hubgate.hubrunner import RunningHub, free_port
 from tests.e2e.hub_api import HubgateAPI, values, wait_until
 from tests.e2e.test_restart import _cmdlines, service_pid
 from tests.fixtures.hub import ServerKernel, start_hub
@@ -181,3 +185,37 @@ async def test_by_default_clusters_outlive_their_server(hub: RunningHub, kernel_
         assert _server_lists(hub) == []
     finally:
         bob.stop_all()
+
+
+def test_a_hub_that_will_not_show_servers_stops_the_service_at_start(
+    hub: RunningHub, tmp_path: Path
+) -> None:
+    # The service's token lacks list:users and read:servers: here, alice's token.
+    config = tmp_path / "hubgate_config.py"
+    config.write_text(
+        "c.HubgateService.stop_clusters_with_server = True\n"
+        'c.HubgateService.backend_class = "unsafe-local"\n'
+        f'c.HubgateService.scheduler_proxy_address = "127.0.0.1:{free_port()}"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
+    env.update(
+        HUBGATE_DATA_DIR=str(tmp_path / "data"),
+        JUPYTERHUB_API_URL=f"{hub.settings.hub_url}/hub/api",
+        JUPYTERHUB_API_TOKEN=hub.tokens["alice"],
+        JUPYTERHUB_SERVICE_URL=f"http://127.0.0.1:{free_port()}",
+    )
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "hubgate"), "service", "--config", str(config)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode != 0, output
+    assert "HubgateService.stop_clusters_with_server is on, but the service's token lacks" in (
+        output
+    ), output
+    assert "list:users" in output and "read:servers" in output, output
+    assert "Traceback" not in output, output

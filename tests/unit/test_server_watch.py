@@ -121,7 +121,12 @@ class FakeHub:
         self.listed = listed
         self.direct = direct
         self.failure: Exception | None = None
+        self.refusal: HubRefused | None = None
         self.asked: list[str] = []
+
+    async def check_access(self) -> None:
+        if self.refusal is not None:
+            raise self.refusal
 
     async def active(self) -> ServerList:
         if self.failure is not None:
@@ -173,13 +178,20 @@ async def test_no_answer_from_the_hub_stops_nothing() -> None:
         await w.check()
 
 
-async def test_a_hub_that_refuses_stops_the_service_at_start() -> None:
+@pytest.mark.parametrize("when", ["checking the token", "listing"])
+async def test_a_hub_that_refuses_stops_the_service_at_start(when: str) -> None:
     hub = FakeHub(listing(T0 + 10), {})
-    hub.failure = HubRefused("the service's role needs the scopes list:users, read:servers")
-    w = watch(hub, [], [])
+    refusal = HubRefused("the service's role needs the scopes list:users, read:servers")
+    if when == "listing":
+        hub.failure = refusal
+    else:
+        hub.refusal = refusal
+    stops: list[tuple[str, str]] = []
+    w = watch(hub, [cluster("a")], stops)
     with pytest.raises(HubRefused):
         await w.start()
     await w.close()
+    assert stops == []
 
 
 @pytest.mark.parametrize(
