@@ -189,10 +189,18 @@ def backup_sqlite(engine: Engine, folder: Path | None = None) -> Path | None:
         return None
     source = Path(database)
     stamp = time.strftime("%Y-%m-%d-%H%M%S")
-    target = (folder or source.parent) / f"{source.name}.{stamp}.bak"
-    # O_EXCL: never overwrite an earlier backup. The database holds encrypted secrets,
-    # but the copy is nobody else's business either.
-    os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for attempt in range(100):
+        suffix = f"-{attempt}" if attempt else ""
+        target = (folder or source.parent) / f"{source.name}.{stamp}{suffix}.bak"
+        try:
+            # O_EXCL: never overwrite an earlier copy. 0600: the database holds
+            # encrypted secrets, and the copy is nobody else's business either.
+            os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            break
+        except FileExistsError:
+            continue
+    else:
+        raise SchemaError(f"cannot name a copy of {source}: too many copies made at {stamp}")
     with engine.connect() as connection:
         driver = connection.connection.driver_connection
         assert isinstance(driver, sqlite3.Connection)

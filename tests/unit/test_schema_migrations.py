@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import Engine, make_url
 
+from hubgate.hub_service import schema
 from hubgate.hub_service import store as store_module
 from hubgate.hub_service.model import ClusterStatus, WorkerStatus
 from hubgate.hub_service.schema import (
@@ -188,6 +190,77 @@ async def test_an_older_revision_is_upgraded_only_when_allowed(db_url: str, engi
     await store.close()
     assert _revision(engine) == head_revision()
     assert _differences(engine) == []
+
+
+FAILING_REVISION = """
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0badc0ffee00"
+down_revision = {head!r}
+
+
+def upgrade():
+    op.add_column("clusters", sa.Column("half_done", sa.Integer))
+    raise RuntimeError("this migration fails half way")
+"""
+
+
+async def test_a_migration_that_fails_changes_nothing(
+    db_url: str, engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """All of an upgrade is one transaction, on SQLite too (where pysqlite would commit
+    the added column on its own)."""
+    store = await _open(db_url)
+    await store.close()
+    head = head_revision()
+    migrations = tmp_path / "migrations"
+    shutil.copytree(schema.MIGRATIONS, migrations, ignore=shutil.ignore_patterns("__pycache__"))
+    (migrations / "versions" / "0badc0ffee00_fails.py").write_text(
+        FAILING_REVISION.format(head=head)
+    )
+    monkeypatch.setattr(schema, "MIGRATIONS", migrations)
+    with pytest.raises(RuntimeError, match="fails half way"):
+        await _open(db_url, upgrade_db=True)
+    columns = {c["name"] for c in inspect(engine).get_columns("clusters")}
+    assert "half_done" not in columns
+    assert _revision(engine) == head
+
+
+RECREATING_REVISION = """
+from alembic import op
+
+revision = "0c0pyc1u5735"
+down_revision = {head!r}
+
+
+def upgrade():
+    with op.batch_alter_table("clusters", recreate="always"):
+        pass
+"""
+
+
+async def test_a_migration_that_copies_the_clusters_table_keeps_the_workers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, previous_release: PreviousRelease
+) -> None:
+    """SQLite alters tables by copying them: dropping the old clusters table must not
+    cascade to the workers (the store turns foreign keys on for every connection)."""
+    url = f"sqlite:///{tmp_path / 'hubgate.sqlite'}"
+    _write_with_previous_release(previous_release, url)
+    store = await _open(url)
+    await store.close()
+    migrations = tmp_path / "migrations"
+    shutil.copytree(schema.MIGRATIONS, migrations, ignore=shutil.ignore_patterns("__pycache__"))
+    (migrations / "versions" / "0c0pyc1u5735_copy.py").write_text(
+        RECREATING_REVISION.format(head=head_revision())
+    )
+    monkeypatch.setattr(schema, "MIGRATIONS", migrations)
+    store = await _open(url)
+    try:
+        [cluster] = await store.load_all()
+    finally:
+        await store.close()
+    assert sorted(cluster.workers) == ["w-1", "w-2"]
 
 
 async def test_a_database_of_a_newer_release_is_refused(db_url: str, engine: Engine) -> None:
