@@ -15,12 +15,14 @@ import pwd
 import signal
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import cloudpickle
 import pytest
 from dask_gateway import Gateway, GatewayCluster, JupyterHubAuth
+from distributed import Client
 
 from hubgate.hubrunner import RunningHub
 from tests.e2e.service_api import ServiceApi, check_with_openapi
@@ -254,16 +256,14 @@ def test_no_secret_of_one_cluster_reaches_anothers_memory(hub: RunningHub) -> No
     bobs = None
     try:
         alices.scale(1)
-        client = alices.get_client(set_as_default=False)
-        client.wait_for_workers(1, timeout=120)
-        assert set(client.run(lambda: os.environ["ALICE_SECRET"]).values()) == {alice_secret}
-        assert client.run_on_scheduler(lambda: os.environ["ALICE_SECRET"]) == alice_secret
-        client.close()
+        with alices.get_client(set_as_default=False) as client:
+            client.wait_for_workers(1, timeout=120)
+            assert set(client.run(lambda: os.environ["ALICE_SECRET"]).values()) == {alice_secret}
+            assert client.run_on_scheduler(lambda: os.environ["ALICE_SECRET"]) == alice_secret
         bobs = bob.new_cluster(shutdown_on_close=False)
         bobs.scale(1)
-        bob_client = bobs.get_client(set_as_default=False)
-        bob_client.wait_for_workers(1, timeout=120)
-        bob_client.close()
+        with bobs.get_client(set_as_default=False) as bob_client:
+            bob_client.wait_for_workers(1, timeout=120)
         needles = [
             alice_secret.encode(),
             service_secrets(service_pid(hub))["JUPYTERHUB_API_TOKEN"].encode(),
@@ -290,29 +290,35 @@ def test_setup_script_runs_as_the_user(hub: RunningHub, clusters: dict[str, Gate
     gateway = gateway_for(hub, "bob")
     options = gateway.cluster_options()
     options.worker_setup = 'export SETUP_IDS="$(id -u) $(id -g) $(id -G)"'
-    cluster = gateway.new_cluster(options, shutdown_on_close=False)
-    try:
+    with (
+        gateway,
+        gateway.new_cluster(options, shutdown_on_close=True) as cluster,
+        cluster.get_client(set_as_default=False) as client,
+    ):
         cluster.scale(1)
-        client = cluster.get_client(set_as_default=False)
         client.wait_for_workers(1, timeout=120)
         [(setup_ids, uid)] = client.run(lambda: (os.environ["SETUP_IDS"], os.getuid())).values()
-        client.close()
-    finally:
-        gateway.stop_cluster(cluster.name)
-        gateway.close()
     bob_uid = run_probes(clusters["bob"], {}, {})[0]["ids"][0]
     assert uid == bob_uid
     assert setup_ids == f"{bob_uid} {bob_uid} {bob_uid}"
+
+
+@contextmanager
+def scheduler_client(gateway: Gateway) -> Iterator[Client]:
+    """A client of a new cluster; both closed (and the cluster stopped) on leaving."""
+    with (
+        gateway.new_cluster(shutdown_on_close=True) as cluster,
+        cluster.get_client(set_as_default=False) as client,
+    ):
+        yield client
 
 
 def test_uids_are_kept_in_the_database_across_a_restart(hub_factory) -> None:
     hub = hub_factory()
     uids: dict[str, int] = {}
     for user in ("alice", "bob"):
-        gateway = gateway_for(hub, user)
-        with gateway.new_cluster(shutdown_on_close=True) as cluster:
-            uids[user] = cluster.get_client(set_as_default=False).run_on_scheduler(os.getuid)
-        gateway.close()
+        with gateway_for(hub, user) as gateway, scheduler_client(gateway) as client:
+            uids[user] = client.run_on_scheduler(os.getuid)
     assert uids["alice"] != uids["bob"]
 
     old = service_pid(hub)
@@ -326,12 +332,8 @@ def test_uids_are_kept_in_the_database_across_a_restart(hub_factory) -> None:
     hub.wait_for(hub.service_ready, 60, "the restarted service")
 
     for user in ("bob", "alice"):  # the other order: allocation order does not matter
-        gateway = gateway_for(hub, user)
-        with gateway.new_cluster(shutdown_on_close=True) as cluster:
-            assert (
-                cluster.get_client(set_as_default=False).run_on_scheduler(os.getuid) == (uids[user])
-            )
-        gateway.close()
+        with gateway_for(hub, user) as gateway, scheduler_client(gateway) as client:
+            assert client.run_on_scheduler(os.getuid) == uids[user]
 
 
 # --- users without an account of their own ------------------------------------------------

@@ -236,14 +236,14 @@ def test_setup_script_runs_as_the_system_account(
     cluster = gateway.new_cluster(options, shutdown_on_close=False)
     try:
         cluster.scale(1)
-        client = cluster.get_client(set_as_default=False)
-        client.wait_for_workers(1, timeout=120)
-        [seen] = client.run(
-            lambda: {
-                k: os.environ[k] for k in ("SETUP_WHO", "SETUP_GROUPS", "SETUP_READ", "SETUP_HOME")
-            }
-        ).values()
-        client.close()
+        with cluster.get_client(set_as_default=False) as client:
+            client.wait_for_workers(1, timeout=120)
+            [seen] = client.run(
+                lambda: {
+                    k: os.environ[k]
+                    for k in ("SETUP_WHO", "SETUP_GROUPS", "SETUP_READ", "SETUP_HOME")
+                }
+            ).values()
     finally:
         gateway.stop_cluster(cluster.name)
         cluster.close()
