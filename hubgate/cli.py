@@ -52,6 +52,7 @@ def _generate_key(argv: list[str]) -> int:
 
 def _upgrade_db(argv: list[str]) -> int:
     from sqlalchemy import create_engine
+    from sqlalchemy.exc import OperationalError
 
     from .hub_service.app import HubgateService
     from .hub_service.schema import SchemaError, prepare_schema
@@ -82,6 +83,10 @@ def _upgrade_db(argv: list[str]) -> int:
         done = prepare_schema(engine, metadata, upgrade=True)
     except SchemaError as exc:
         print(f"hubgate upgrade-db: {shown}: {exc}", file=sys.stderr)
+        return 1
+    except OperationalError as exc:  # unreachable, or locked by a running service
+        hint = " (stop the service first)" if "locked" in str(exc.orig) else ""
+        print(f"hubgate upgrade-db: cannot use {shown}: {exc.orig}{hint}", file=sys.stderr)
         return 1
     finally:
         engine.dispose()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -338,6 +339,32 @@ def test_upgrade_db_command_upgrades_a_copied_sqlite_file(
     again = _hubgate("upgrade-db", "--config", str(config), cwd=tmp_path)
     assert again.returncode == 0 and "already" in again.stdout, again.stderr
     assert len(list(tmp_path.glob("hubgate.sqlite.*.bak"))) == 1  # nothing to copy
+
+
+def test_upgrade_db_command_says_why_it_cannot(tmp_path: Path) -> None:
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    unreachable = _hubgate(
+        "upgrade-db",
+        "--db-url",
+        f"postgresql+psycopg://hubgate:s3cret@127.0.0.1:{port}/x",
+        cwd=tmp_path,
+    )
+    assert unreachable.returncode == 1
+    assert f"cannot use postgresql+psycopg://hubgate:***@127.0.0.1:{port}/x" in unreachable.stderr
+    assert "s3cret" not in unreachable.stderr + unreachable.stdout
+
+    url = f"sqlite:///{tmp_path / 'hubgate.sqlite'}"
+    engine = create_engine(url)
+    try:
+        with engine.begin() as conn:
+            command.upgrade(alembic_config(conn), "head")
+            conn.execute(text(f"UPDATE {VERSION_TABLE} SET version_num = 'feedfacecafe'"))
+    finally:
+        engine.dispose()
+    newer = _hubgate("upgrade-db", "--db-url", url, cwd=tmp_path)
+    assert newer.returncode == 1 and "a newer hubgate wrote it" in newer.stderr
 
 
 def test_the_service_stops_at_start_on_a_schema_it_must_not_upgrade(
