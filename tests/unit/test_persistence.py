@@ -1,6 +1,6 @@
 """Saving clusters costs what changed (hub_service/store.py): statements counted with a
-listener on the engine, the real manager and store on SQLite, a stand-in backend
-(tests/fixtures/standin.py)."""
+listener on the engine, the real manager and store on SQLite (and a real PostgreSQL
+server, slow), a stand-in backend (tests/fixtures/standin.py)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import event, insert, select
 from sqlalchemy.engine import Engine
@@ -52,9 +53,16 @@ class StatementCounter:
         return done
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("postgres_db_url"))
+    return f"sqlite:///{tmp_path / 'hubgate.sqlite'}"
+
+
 @asynccontextmanager
-async def service_on(db: Path, **settings: Any) -> AsyncIterator[StandInService]:
-    async with standin_service(f"sqlite:///{db}", BOX, **settings) as service:
+async def service_on(db_url: str, **settings: Any) -> AsyncIterator[StandInService]:
+    async with standin_service(db_url, BOX, **settings) as service:
         yield service
 
 
@@ -76,8 +84,8 @@ async def cycles(service: StandInService, cluster: Cluster, workers_started: int
         await service.scale(cluster, 0)
 
 
-async def test_a_scale_step_writes_the_same_whatever_the_cluster_history(tmp_path: Path) -> None:
-    async with service_on(tmp_path / "db.sqlite") as service:
+async def test_a_scale_step_writes_the_same_whatever_the_cluster_history(db_url: str) -> None:
+    async with service_on(db_url) as service:
         counter = StatementCounter(service.store.engine)
         cluster = await service.running_cluster()
         costs: dict[str, list[Writes]] = {}
@@ -103,7 +111,7 @@ async def test_a_scale_step_writes_the_same_whatever_the_cluster_history(tmp_pat
 async def test_saves_queued_behind_a_busy_store_merge_into_one_write_of_the_last_state(
     tmp_path: Path,
 ) -> None:
-    async with service_on(tmp_path / "db.sqlite") as service:
+    async with service_on(f"sqlite:///{tmp_path / 'hubgate.sqlite'}") as service:
         cluster = await service.running_cluster()
         engine = service.store.engine
         counter = StatementCounter(engine)
@@ -136,7 +144,7 @@ async def test_saves_queued_behind_a_busy_store_merge_into_one_write_of_the_last
 
 
 async def test_a_failed_write_goes_with_the_next_save(tmp_path: Path) -> None:
-    async with service_on(tmp_path / "db.sqlite") as service:
+    async with service_on(f"sqlite:///{tmp_path / 'hubgate.sqlite'}") as service:
         cluster = await service.running_cluster()
         engine = service.store.engine
         failed: list[str] = []
@@ -164,9 +172,9 @@ async def test_a_failed_write_goes_with_the_next_save(tmp_path: Path) -> None:
 
 
 async def test_finished_workers_beyond_the_kept_ones_are_forgotten_everywhere(
-    tmp_path: Path,
+    db_url: str,
 ) -> None:
-    async with service_on(tmp_path / "db.sqlite", finished_workers_kept=3) as service:
+    async with service_on(db_url, finished_workers_kept=3) as service:
         cluster = await service.running_cluster()
         await cycles(service, cluster, 3 * WORKERS)
         await service.scale(cluster, 2)
@@ -187,15 +195,14 @@ async def test_finished_workers_beyond_the_kept_ones_are_forgotten_everywhere(
         assert max(names) == cluster.worker_counter == 3 * WORKERS + 2
 
 
-async def test_a_restart_takes_over_clusters_and_workers_as_saved(tmp_path: Path) -> None:
-    db = tmp_path / "db.sqlite"
-    async with service_on(db, finished_workers_kept=2) as service:
+async def test_a_restart_takes_over_clusters_and_workers_as_saved(db_url: str) -> None:
+    async with service_on(db_url, finished_workers_kept=2) as service:
         cluster = await service.running_cluster()
         await service.scale(cluster, 5)
         await service.scale(cluster, 3)
         before = {n: (w.status, w.state, w.created, w.stopped) for n, w in cluster.workers.items()}
         counter_before = cluster.worker_counter
-    async with service_on(db, finished_workers_kept=2) as service:
+    async with service_on(db_url, finished_workers_kept=2) as service:
         again = service.manager.clusters[cluster.name]
         assert again.status is cluster.status
         after = {n: (w.status, w.state, w.created, w.stopped) for n, w in again.workers.items()}
@@ -214,10 +221,9 @@ async def test_a_restart_takes_over_clusters_and_workers_as_saved(tmp_path: Path
 
 
 async def test_workers_piled_up_by_an_older_release_are_forgotten_at_start(
-    tmp_path: Path,
+    db_url: str,
 ) -> None:
-    db = tmp_path / "db.sqlite"
-    async with service_on(db) as service:
+    async with service_on(db_url) as service:
         cluster = await service.running_cluster()
         await service.scale(cluster, 2)
         engine = service.store.engine
@@ -237,7 +243,7 @@ async def test_workers_piled_up_by_an_older_release_are_forgotten_at_start(
                     for n in range(1, 101)
                 ],
             )
-    async with service_on(db, finished_workers_kept=5) as service:
+    async with service_on(db_url, finished_workers_kept=5) as service:
         again = service.manager.clusters[cluster.name]
         await service.settled()
         kept = {n for n, w in again.workers.items() if w.finished}
