@@ -35,6 +35,7 @@ from dask.utils import format_bytes
 from distributed import Client
 from distributed.core import rpc
 from distributed.utils import LoopRunner
+from distributed.versions import get_versions
 
 from . import comm  # noqa: F401  (registers the gateway:// comm)
 from ._version import __version__
@@ -1090,6 +1091,11 @@ class GatewayCluster:
             return self._stop_internal(shutdown=shutdown)
         if self.status == "closed" and self.gateway._closed:
             return None
+        # Close our clients the blocking way first: each holds a share of the loop (its
+        # loop runner), which only Client.close() gives back; closed from the loop, a
+        # client would keep the loop thread running after the gateway closed.
+        for client in list(self._clients):
+            client.close()
         if self.loop.asyncio_loop.is_running():
             self.gateway.sync(self._stop_internal, shutdown=shutdown)
         self.gateway.close()
@@ -1161,13 +1167,24 @@ class GatewayCluster:
     async def _check_versions(self) -> VersionReport:
         if self.scheduler_address is None:
             raise GatewayClusterError(f"Cluster {self.name!r} is not running")
-        async with Client(
+        # A plain rpc, not an asynchronous Client: such a client, made on this gateway's
+        # loop, never hands back its share of that loop (distributed's LoopRunner), so
+        # the loop's thread would outlive close().
+        packages = list(CHECKED_PACKAGES[1:])
+        scheduler = rpc(
             self.scheduler_address,
-            security=self.security,
-            asynchronous=True,
-            set_as_default=False,
-        ) as client:
-            versions = await client.get_versions(check=False, packages=list(CHECKED_PACKAGES[1:]))
+            connection_args=self.security.get_connection_args("client"),
+        )
+        try:
+            versions = {
+                "scheduler": await scheduler.versions(packages=packages),
+                "workers": await scheduler.broadcast(
+                    msg={"op": "versions", "packages": packages}, on_error="ignore"
+                ),
+                "client": get_versions(packages=packages),
+            }
+        finally:
+            await scheduler.close_rpc()
         return VersionReport.from_versions(versions)
 
     def check_versions(self) -> Any:
