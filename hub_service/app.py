@@ -60,7 +60,7 @@ from .model import ClusterStatus, User
 from .pages import page_routes
 from .scheduler_proxy import ProxyLimits, SchedulerProxy, parse_target
 from .schema import SchemaError
-from .secrets import SecretBox, load_or_create_keys
+from .secrets import SecretBox, SecretsError, configured_keys, load_or_create_keys
 from .server_watch import ServerWatch
 from .store import ClusterStore
 
@@ -621,6 +621,13 @@ class HubgateService(Application):
     @catch_config_error
     def initialize(self, argv: list[str] | None = None) -> None:
         super().initialize(argv)
+        # The default file is optional; a file the operator named must exist.
+        named = "config_file" in self.config.get("HubgateService", {})
+        if named and not Path(self.config_file).is_file():
+            raise TraitError(
+                f"HubgateService.config_file: {self.config_file!r} is not a file "
+                f"(the working directory is {os.getcwd()})"
+            )
         if self.config_file and Path(self.config_file).exists():
             self.load_config_file(self.config_file)
         self.log.setLevel(self.log_level)
@@ -640,6 +647,10 @@ class HubgateService(Application):
         turns into one message and exit status 1, before anything starts."""
         self.limits_policy()
         self.cluster_settings()
+        try:
+            configured_keys(list(self.encryption_keys))
+        except SecretsError as exc:
+            raise TraitError(str(exc)) from None
         if not hasattr(self, "backend"):
             self.backend = self.backend_class(parent=self, log=self.log)
 

@@ -26,11 +26,9 @@ class SecretsError(Exception):
 def load_or_create_keys(configured: list[str], key_file: Path) -> list[bytes]:
     """The encryption keys, in order of preference: configured, environment, key file
     (created with mode 0600 if it does not exist)."""
-    keys = [k for k in configured if k]
-    if not keys and os.environ.get(ENV_VAR):
-        keys = [k.strip() for k in os.environ[ENV_VAR].split(";") if k.strip()]
+    keys = configured_keys(configured)
     if keys:
-        return [_check_key(k.encode() if isinstance(k, str) else k) for k in keys]
+        return keys
     if key_file.exists():
         mode = key_file.stat().st_mode & 0o777
         if mode & 0o077:
@@ -44,6 +42,23 @@ def load_or_create_keys(configured: list[str], key_file: Path) -> list[bytes]:
         f.write(key + b"\n")
     log.info("Generated a new encryption key in %s", key_file)
     return [key]
+
+
+def configured_keys(configured: list[str]) -> list[bytes]:
+    """The keys given in the configuration or in $HUBGATE_ENCRYPTION_KEYS, checked (the
+    service checks them at start, before it touches the database)."""
+    keys = [k for k in configured if k]
+    source = "HubgateService.encryption_keys"
+    if not keys and os.environ.get(ENV_VAR):
+        keys = [k.strip() for k in os.environ[ENV_VAR].split(";") if k.strip()]
+        source = f"${ENV_VAR}"
+    checked = []
+    for number, key in enumerate(keys, 1):
+        try:
+            checked.append(_check_key(key.encode() if isinstance(key, str) else key))
+        except SecretsError as exc:
+            raise SecretsError(f"{source}: key {number} of {len(keys)}: {exc}") from None
+    return checked
 
 
 def _check_key(key: bytes) -> bytes:

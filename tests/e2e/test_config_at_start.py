@@ -65,7 +65,38 @@ CASES = {
         "KubernetesBackend.instance_types['n2-highmem-16']: unknown key 'node_selectr' "
         "(did you mean 'node_selector'?); valid keys: node_selector, tolerations",
     ),
+    "encryption_keys": (
+        'c.HubgateService.encryption_keys = ["not-a-fernet-key"]',
+        "HubgateService.encryption_keys: key 1 of 1: An encryption key is not a valid Fernet key",
+    ),
 }
+
+
+def run_service(args: list[str], tmp_path: Path, **environ: str) -> tuple[int, str]:
+    data_dir = tmp_path / "data"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "HUBGATE_"))}
+    env["HUBGATE_DATA_DIR"] = str(data_dir)
+    env.update(environ)
+    proc = subprocess.run(
+        [str(HUBGATE), "service", *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def assert_refused_before_start(
+    returncode: int, output: str, expected: str, data_dir: Path
+) -> None:
+    assert returncode != 0, output
+    assert expected in output, output
+    # one clear message, not a traceback
+    assert "Traceback" not in output, output
+    # stopped before anything started: no database, no key
+    assert not data_dir.exists() or not any(data_dir.iterdir()), list(data_dir.iterdir())
 
 
 @pytest.mark.parametrize("setting", sorted(CASES))
@@ -73,21 +104,19 @@ def test_a_typo_stops_the_service_at_start_naming_the_setting(setting: str, tmp_
     config, expected = CASES[setting]
     config_file = tmp_path / "hubgate_config.py"
     config_file.write_text(config)
-    data_dir = tmp_path / "data"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("JUPYTERHUB_")}
-    env["HUBGATE_DATA_DIR"] = str(data_dir)
-    proc = subprocess.run(
-        [str(HUBGATE), "service", "--config", str(config_file)],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    output = proc.stdout + proc.stderr
-    assert proc.returncode != 0, output
-    assert expected in output, output
-    # one clear message, not a traceback
-    assert "Traceback" not in output, output
-    # stopped before anything started: no database, no key
-    assert not data_dir.exists() or not any(data_dir.iterdir()), list(data_dir.iterdir())
+    returncode, output = run_service(["--config", str(config_file)], tmp_path)
+    assert_refused_before_start(returncode, output, expected, tmp_path / "data")
+
+
+def test_a_bad_key_in_the_environment_stops_the_service_naming_the_variable(
+    tmp_path: Path,
+) -> None:
+    returncode, output = run_service([], tmp_path, HUBGATE_ENCRYPTION_KEYS="short;")
+    expected = "$HUBGATE_ENCRYPTION_KEYS: key 1 of 1: An encryption key is not a valid"
+    assert_refused_before_start(returncode, output, expected, tmp_path / "data")
+
+
+def test_a_named_config_file_that_is_missing_stops_the_service(tmp_path: Path) -> None:
+    returncode, output = run_service(["--config", "hubgate_confg.py"], tmp_path)
+    expected = "HubgateService.config_file: 'hubgate_confg.py' is not a file"
+    assert_refused_before_start(returncode, output, expected, tmp_path / "data")
