@@ -9,6 +9,7 @@ import signal
 import time
 from pathlib import Path
 
+import dask
 import pytest
 from dask_gateway import Gateway
 from dask_gateway.auth import JupyterHubAuth
@@ -74,7 +75,12 @@ def _restart_keeps_clusters(hub: RunningHub) -> None:
         clients = []
         for cluster in clusters:
             cluster.scale(1)
-            client = cluster.get_client(set_as_default=False)
+            # JupyterHub notices that a managed service exited at its next poll (every
+            # 30 s, +-10 %), and a client gives up reconnecting after
+            # distributed.comm.timeouts.connect (30 s): give the clients the time the
+            # hub takes, so what is tested is the service, not the hub's poll phase.
+            with dask.config.set({"distributed.comm.timeouts.connect": "120s"}):
+                client = cluster.get_client(set_as_default=False)
             client.wait_for_workers(1, timeout=120)
             assert client.submit(lambda x: x * 2, 21).result(timeout=60) == 42
             clients.append(client)
