@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,21 +25,14 @@ from distributed import Client
 
 from hubgate.hubrunner import RunningHub
 from tests.e2e.service_api import ServiceApi, check_with_openapi
-from tests.e2e.test_restart import wait_until
 from tests.fixtures.hub import start_hub
+from tests.fixtures.service_process import cmdline, restart_service, service_pid
 
 pytestmark = pytest.mark.slow
 # The probes below run in the clusters, which cannot import this module.
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
 SECRET_WORDS = ("TOKEN", "SECRET", "KEY", "PASSWORD")
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
-    except OSError:
-        return ""
 
 
 def _pids() -> list[int]:
@@ -55,23 +47,10 @@ def _ppid(pid: int) -> int:
     return int(stat.rsplit(")", 1)[1].split()[1])
 
 
-def service_pid_or_none(hub: RunningHub) -> int | None:
-    config = str(hub.settings.work_dir / "hubgate_config.py")
-    pids = [p for p in _pids() if "hubgate service" in _cmdline(p) and config in _cmdline(p)]
-    assert len(pids) <= 1, pids
-    return pids[0] if pids else None
-
-
-def service_pid(hub: RunningHub) -> int:
-    pid = service_pid_or_none(hub)
-    assert pid is not None, "the service is not running"
-    return pid
-
-
 def fork_server_pid(hub: RunningHub) -> int:
     service = service_pid(hub)
     pids = [
-        p for p in _pids() if _ppid(p) == service and "hubgate.spawners.forkserver" in _cmdline(p)
+        p for p in _pids() if _ppid(p) == service and "hubgate.spawners.forkserver" in cmdline(p)
     ]
     assert len(pids) == 1, pids
     return pids[0]
@@ -321,15 +300,8 @@ def test_uids_are_kept_in_the_database_across_a_restart(hub_factory) -> None:
             uids[user] = client.run_on_scheduler(os.getuid)
     assert uids["alice"] != uids["bob"]
 
-    old = service_pid(hub)
-    os.kill(old, signal.SIGTERM)
-    # JupyterHub restarts a managed service that exits; the uids come from its database
-    wait_until(
-        lambda: not _cmdline(old) and service_pid_or_none(hub) not in (None, old),
-        60,
-        "the service to come back",
-    )
-    hub.wait_for(hub.service_ready, 60, "the restarted service")
+    # the uids of the restarted service come from its database
+    restart_service(hub)
 
     for user in ("bob", "alice"):  # the other order: allocation order does not matter
         with gateway_for(hub, user) as gateway, scheduler_client(gateway) as client:

@@ -5,9 +5,6 @@ JupyterHub with the local backend."""
 
 from __future__ import annotations
 
-import os
-import signal
-
 import pytest
 from dask_gateway import Gateway, GatewayCluster
 from dask_gateway.auth import JupyterHubAuth
@@ -16,25 +13,13 @@ from distributed import Client
 from hubgate import Gateway as HubgateGateway
 from hubgate.auth import JupyterHubAuth as HubgateJupyterHubAuth
 from hubgate.hubrunner import RunningHub
-from tests.e2e.test_restart import _cmdlines, service_pid, wait_until
+from tests.fixtures.service_process import restart_service, wait_until
 
 pytestmark = pytest.mark.slow
 
 
 def _worker_names(client: Client) -> set[str]:
     return {w["name"] for w in client.scheduler_info()["workers"].values()}
-
-
-def _restart_service(hub: RunningHub) -> None:
-    old = service_pid(hub)
-    os.kill(old, signal.SIGTERM)
-    # JupyterHub restarts a managed service that exits
-    wait_until(
-        lambda: _cmdlines().get(old) is None and service_pid(hub) != old,
-        60,
-        "the service to come back",
-    )
-    hub.wait_for(hub.service_ready, 60, "the restarted service")
 
 
 def test_forgotten_workers_leave_reports_logs_and_restarts_working(hub_factory) -> None:
@@ -68,16 +53,20 @@ def _check(
     client.wait_for_workers(3, timeout=120)
     cluster.scale(1)
     wait_until(lambda: len(_worker_names(client)) == 1, 60, "2 workers retired")
-    # 3 started, 2 stopped: the service keeps the live one and 1 stopped one
-    logs = hubgate.get_logs(cluster.name)
-    assert len(logs["workers"]) == 2, logs["workers"].keys()
+    # 3 started, 2 stopped: the service keeps the live one and 1 stopped one (once the
+    # agent's reports of both retirements reached it: the scheduler knows first)
+    logs = wait_until(
+        lambda: (found := hubgate.get_logs(cluster.name)) and len(found["workers"]) == 2 and found,
+        60,
+        "the service to forget all but one stopped worker",
+    )
     assert set(logs["workers"]) > _worker_names(client), logs["workers"].keys()
 
     [report] = gateway.list_clusters()
     assert report.name == cluster.name and report.status.name == "RUNNING"
     assert gateway.get_cluster(cluster.name).status.name == "RUNNING"
 
-    _restart_service(hub)
+    restart_service(hub)
     wait_until(
         lambda: gateway.get_cluster(cluster.name).status.name == "RUNNING",
         60,

@@ -4,64 +4,15 @@ file and with a real PostgreSQL server (the production path)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import time
-from pathlib import Path
-
 import dask
 import pytest
 from dask_gateway import Gateway
 from dask_gateway.auth import JupyterHubAuth
 
 from hubgate.hubrunner import RunningHub
+from tests.fixtures.service_process import cluster_processes, restart_service, wait_until
 
 pytestmark = pytest.mark.slow
-
-
-def _cmdlines() -> dict[int, str]:
-    out = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                out[int(entry.name)] = (
-                    (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-                )
-            except OSError:
-                pass
-    return out
-
-
-def service_pid(hub: RunningHub) -> int:
-    config = str(hub.settings.work_dir / "hubgate_config.py")
-    pids = [p for p, cmd in _cmdlines().items() if "hubgate service" in cmd and config in cmd]
-    assert len(pids) == 1, pids
-    return pids[0]
-
-
-def cluster_processes(hub: RunningHub) -> list[int]:
-    """Scheduler and worker processes of this hub's clusters: the local backend runs
-    each in a folder under the hub's work dir."""
-    work = str(hub.settings.cluster_work_dir) + "/"
-    pids = []
-    for pid in _cmdlines():
-        try:
-            cwd = os.readlink(f"/proc/{pid}/cwd")
-        except OSError:
-            continue
-        if (cwd + "/").startswith(work):
-            pids.append(pid)
-    return pids
-
-
-def wait_until(check, timeout: float, what: str):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def _restart_keeps_clusters(hub: RunningHub) -> None:
@@ -87,15 +38,7 @@ def _restart_keeps_clusters(hub: RunningHub) -> None:
         before = sorted(cluster_processes(hub))
         assert len(before) == 6, before  # 3 schedulers + 3 workers
 
-        old = service_pid(hub)
-        os.kill(old, signal.SIGTERM)
-        # JupyterHub restarts a managed service that exits
-        wait_until(
-            lambda: _cmdlines().get(old) is None and service_pid(hub) != old,
-            60,
-            "the service to come back",
-        )
-        hub.wait_for(hub.service_ready, 60, "the restarted service")
+        restart_service(hub)
 
         names = {c.name for c in clusters}
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -21,8 +20,8 @@ import pytest
 
 from hubgate.hubrunner import RunningHub, free_port
 from tests.e2e.hub_api import HubgateAPI, values, wait_until
-from tests.e2e.test_restart import _cmdlines, service_pid
 from tests.fixtures.hub import ServerKernel, start_hub
+from tests.fixtures.service_process import restart_service
 
 pytestmark = pytest.mark.slow
 
@@ -94,17 +93,6 @@ def _status(api: HubgateAPI, name: str) -> str:
     return str(api.cluster(name)["status"])
 
 
-def _restart_service(hub: RunningHub) -> None:
-    old = service_pid(hub)
-    os.kill(old, signal.SIGTERM)
-    # JupyterHub starts a managed service again when it exits
-    wait_until(
-        lambda: _cmdlines().get(old) is None and service_pid(hub) != old,
-        "the service to come back",
-    )
-    hub.wait_for(hub.service_ready, 60, "the restarted service")
-
-
 async def test_clusters_stop_with_the_server_they_were_made_in(watching_hub: RunningHub) -> None:
     hub = watching_hub
     alice, bob = HubgateAPI(hub, "alice"), HubgateAPI(hub, "bob")
@@ -132,7 +120,7 @@ async def test_clusters_stop_with_the_server_they_were_made_in(watching_hub: Run
         assert alice.cluster(outside)["events"][0]["message"] == "created by alice"
 
         # A restarted service asks the hub before it answers anyone: nothing stopped.
-        await asyncio.to_thread(_restart_service, hub)
+        await asyncio.to_thread(restart_service, hub)
         for api, name in ((alice, in_default), (alice, in_second), (bob, bobs), (alice, outside)):
             assert _status(api, name) == "RUNNING", api.cluster(name)
 

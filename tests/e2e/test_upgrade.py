@@ -28,8 +28,13 @@ from sqlalchemy.engine import Engine
 
 from hubgate.hub_service.schema import VERSION_TABLE, head_revision
 from hubgate.hubrunner import RunningHub
-from tests.e2e.test_restart import _cmdlines, cluster_processes, service_pid, wait_until
 from tests.fixtures.previous_release import PreviousRelease
+from tests.fixtures.service_process import (
+    cluster_processes,
+    service_pid,
+    wait_for_new_service,
+    wait_until,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -136,10 +141,7 @@ def _upgrade_keeps_clusters(
             )
             assert upgrade.returncode == 0, upgrade.stderr
             assert f"to {head_revision()}" in upgrade.stdout
-        # (an exited process, not yet reaped by the hub, has no command line)
-        wait_until(lambda: not (_cmdlines().get(old) or ""), 60, "the old service to exit")
-        hub.wait_for(hub.service_ready, 120, "the upgraded service")
-        assert service_pid(hub) != old
+        wait_for_new_service(hub, old)
         assert _versioned(engine) == head_revision()
         if db_url is None:
             assert list(data_dir.glob("hubgate.sqlite.*.bak")), "no copy before the upgrade"

@@ -9,8 +9,6 @@ hgalice is left in the queue.
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
 import textwrap
 import time
@@ -22,6 +20,7 @@ from slurm_cluster import SlurmCluster
 
 from hubgate.hubrunner import RunningHub
 from tests.fixtures.hub import gateway_env, run_python, start_hub
+from tests.fixtures.service_process import restart_service
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -76,21 +75,6 @@ def slurm_hub(
 
 
 # -- helpers ----------------------------------------------------------------------------
-
-
-def service_pid(hub: RunningHub) -> int:
-    """The pid of this hub's hubgate service (found by its config file's path)."""
-    config = str(hub.settings.work_dir / "hubgate_config.py")
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
-        except OSError:
-            continue
-        if entry.name.isdigit() and "hubgate service" in cmdline and config in cmdline:
-            pids.append(int(entry.name))
-    assert len(pids) == 1, pids
-    return pids[0]
 
 
 def wait_until(check: Callable[[], object], what: str, timeout: float = 300) -> object:
@@ -255,14 +239,7 @@ def test_cluster_lifecycle_as_slurm_jobs(
 
         # a restart of the service in the middle: the cluster is found again from the
         # stored job ids, still RUNNING and computing, and no job is added or lost
-        old = service_pid(slurm_hub)
-        os.kill(old, signal.SIGTERM)
-        wait_until(
-            lambda: not Path(f"/proc/{old}").exists() and service_pid(slurm_hub) != old,
-            "the hub to restart the service",
-            120,
-        )
-        slurm_hub.wait_for(slurm_hub.service_ready, 120, "the restarted service")
+        restart_service(slurm_hub)
         run_client(
             slurm_hub,
             client_code(
