@@ -753,6 +753,7 @@ class HubgateService(Application):
                 worker_start_failure_limit=self.worker_start_failure_limit,
                 poll_interval=self.poll_interval,
                 stopped_cluster_retention=self.stopped_cluster_retention,
+                finished_workers_kept=self.finished_workers_kept,
                 limits_for=self.limits_for,
                 max_workers_per_cluster=self.max_workers_per_cluster,
                 max_clusters_per_user=self.max_clusters_per_user,
