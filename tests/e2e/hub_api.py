@@ -124,6 +124,11 @@ def checked(proc: subprocess.CompletedProcess[str]) -> str:
     return proc.stdout
 
 
+def service_log(hub: RunningHub) -> str:
+    """The service's log: the hub runs hubgate as a managed service, so it is the hub's."""
+    return hub.log_path().read_text(errors="replace")
+
+
 def values(out: str, key: str) -> list[str]:
     """The words after ``KEY`` on the lines of ``out`` that start with it."""
     return [line.split(None, 1)[1] for line in out.splitlines() if line.startswith(key + " ")]

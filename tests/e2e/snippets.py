@@ -51,3 +51,19 @@ while mine & {{c.name for c in gateway.list_clusters()}} and time.time() < deadl
 assert not mine & {{c.name for c in gateway.list_clusters()}}, gateway.list_clusters()
 print("SNIPPET OK")
 """
+
+
+def attempt(client: str, call: str) -> str:
+    """User code that calls ``gateway.<call>`` with ``client`` (``hubgate`` or
+    ``dask_gateway``) configured by the environment, and prints ``ERROR <exception type>
+    <message on one line>`` or ``NO ERROR``."""
+    return f"""
+from {client} import Gateway
+with Gateway() as gateway:
+    try:
+        gateway.{call}
+    except Exception as exc:
+        print("ERROR", type(exc).__name__, str(exc).replace(chr(10), " | "))
+    else:
+        print("NO ERROR")
+"""

@@ -14,7 +14,8 @@ import pytest
 
 from hubgate.hub_service.cluster_settings import MISCONFIGURED
 from hubgate.hubrunner import RunningHub
-from tests.e2e.hub_api import HubgateAPI, checked, run_client, values
+from tests.e2e.hub_api import HubgateAPI, checked, run_client, service_log, values
+from tests.e2e.snippets import attempt
 from tests.fixtures.hub import start_hub
 
 pytestmark = pytest.mark.slow
@@ -40,40 +41,10 @@ def options_for(user):
 c.HubgateService.cluster_options = options_for
 """
 
-OFFICIAL_CLIENT = """
-from dask_gateway import Gateway
-from dask_gateway.client import GatewayClusterError
-with Gateway() as gateway:
-    try:
-        gateway.new_cluster(shutdown_on_close=False)
-    except GatewayClusterError as exc:
-        print("ERROR", str(exc).replace(chr(10), " | "))
-    else:
-        print("NO ERROR")
-"""
-
-HUBGATE_CLIENT = """
-from hubgate import Gateway, GatewayClusterError
-with Gateway() as gateway:
-    try:
-        gateway.new_cluster(shutdown_on_close=False)
-    except GatewayClusterError as exc:
-        print("ERROR", str(exc).replace(chr(10), " | "))
-    else:
-        print("NO ERROR")
-"""
-
-OFFICIAL_OPTIONS = """
-from dask_gateway import Gateway
-from dask_gateway.client import GatewayClusterError
-with Gateway() as gateway:
-    try:
-        gateway.cluster_options(use_local_defaults=False)
-    except GatewayClusterError as exc:
-        print("ERROR", str(exc).replace(chr(10), " | "))
-    else:
-        print("NO ERROR")
-"""
+CREATE = "new_cluster(shutdown_on_close=False)"
+OFFICIAL_CLIENT = attempt("dask_gateway", CREATE)
+HUBGATE_CLIENT = attempt("hubgate", CREATE)
+OFFICIAL_OPTIONS = attempt("dask_gateway", "cluster_options(use_local_defaults=False)")
 
 
 @pytest.fixture(scope="module")
@@ -85,18 +56,13 @@ def misconfigured_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runn
     running.stop()
 
 
-def _service_log(hub: RunningHub) -> str:
-    # The hub runs hubgate as a managed service: its log goes to the hub's.
-    return hub.log_path().read_text(errors="replace")
-
-
 def test_a_handler_key_nothing_reads_refuses_the_cluster_and_logs_the_key(
     misconfigured_hub: RunningHub, tmp_path: Path
 ) -> None:
     for client in (OFFICIAL_CLIENT, HUBGATE_CLIENT):
         out = checked(run_client(misconfigured_hub, "alice", client, tmp_path))
         [error] = values(out, "ERROR")
-        assert error == MISCONFIGURED, error
+        assert error == f"GatewayClusterError {MISCONFIGURED}", error
     # nothing was created, and the cap was not lifted quietly
     api = HubgateAPI(misconfigured_hub, "alice")
     assert api.ok("GET", "clusters?status=pending,running,stopped,failed") == {"clusters": []}
@@ -104,7 +70,7 @@ def test_a_handler_key_nothing_reads_refuses_the_cluster_and_logs_the_key(
     assert (status, body) == (409, {"error": MISCONFIGURED})
     logged = [
         line
-        for line in _service_log(misconfigured_hub).splitlines()
+        for line in service_log(misconfigured_hub).splitlines()
         if "HubgateService.cluster_options is misconfigured" in line and "for alice" in line
     ]
     # one line per refused request (two clients and the API), each with the key
@@ -116,7 +82,7 @@ def test_a_callable_that_returns_no_option_set_is_the_hubs_mistake(
     misconfigured_hub: RunningHub, tmp_path: Path
 ) -> None:
     out = checked(run_client(misconfigured_hub, "bob", OFFICIAL_OPTIONS, tmp_path))
-    assert values(out, "ERROR") == [MISCONFIGURED], out
-    log = _service_log(misconfigured_hub)
+    assert values(out, "ERROR") == [f"GatewayClusterError {MISCONFIGURED}"], out
+    log = service_log(misconfigured_hub)
     assert "misconfigured (for bob): The cluster_options callable" in log
     assert "must return an OptionSet, got dict" in log

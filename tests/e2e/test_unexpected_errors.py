@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from hubgate.hubrunner import RunningHub
-from tests.e2e.hub_api import HubgateAPI, checked, run_client, values
+from tests.e2e.hub_api import HubgateAPI, checked, run_client, service_log, values
+from tests.e2e.snippets import attempt
 from tests.fixtures.hub import start_hub
 
 pytestmark = pytest.mark.slow
@@ -44,27 +45,8 @@ c.HubgateService.backend_class = FaultInjectingLocalBackend
 
 ERROR_ID = re.compile(r"error id ([0-9a-f]{8})")
 
-HUBGATE_CLIENT = """
-from hubgate import Gateway, GatewayClusterError
-with Gateway() as gateway:
-    try:
-        gateway.new_cluster(shutdown_on_close=False)
-    except GatewayClusterError as exc:
-        print("ERROR", str(exc).replace(chr(10), " | "))
-    else:
-        print("NO ERROR")
-"""
-
-OFFICIAL_CLIENT = """
-from dask_gateway import Gateway
-with Gateway() as gateway:
-    try:
-        gateway.new_cluster()
-    except Exception as exc:
-        print("ERROR", type(exc).__name__, str(exc).replace(chr(10), " | "))
-    else:
-        print("NO ERROR")
-"""
+HUBGATE_CLIENT = attempt("hubgate", "new_cluster(shutdown_on_close=False)")
+OFFICIAL_CLIENT = attempt("dask_gateway", "new_cluster()")
 
 
 @pytest.fixture(scope="module")
@@ -76,15 +58,10 @@ def faulty_hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningHub]
     running.stop()
 
 
-def _service_log(hub: RunningHub) -> str:
-    # The hub runs hubgate as a managed service: its log goes to the hub's.
-    return hub.log_path().read_text(errors="replace")
-
-
 def _logged_once(hub: RunningHub, error_id: str, what: str) -> str:
     """What the log has after its one record of ``error_id`` (the traceback first; the
     hub's own lines may come between, as both processes write to the same file)."""
-    lines = _service_log(hub).splitlines()
+    lines = service_log(hub).splitlines()
     marks = [i for i, line in enumerate(lines) if f"(error id {error_id})" in line]
     assert len(marks) == 1, [lines[i] for i in marks]
     assert what in lines[marks[0]], lines[marks[0]]
@@ -98,6 +75,8 @@ def test_a_failed_start_shows_an_id_and_the_log_has_the_traceback(
 ) -> None:
     out = checked(run_client(faulty_hub, "alice", HUBGATE_CLIENT, tmp_path))
     [error] = values(out, "ERROR")
+    kind, error = error.split(" ", 1)
+    assert kind == "GatewayClusterError", error
     assert SECRET not in error and OTHER_USERS_PATH not in error and "KeyError" not in error
     assert "The scheduler could not be started: the service hit an unexpected error" in error
     assert "an administrator can find the details in the service log" in error
