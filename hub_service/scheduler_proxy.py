@@ -276,6 +276,9 @@ class SchedulerProxy:
             task = asyncio.create_task(self._handle(conn, key))
             self._handshakes.add(task)
             task.add_done_callback(self._handshakes.discard)
+            # stop() right after an accept cancels a task that never ran, so _handle's
+            # cleanup never closes its socket; a cancelled handshake never relays it.
+            task.add_done_callback(lambda t, conn=conn: conn.close() if t.cancelled() else None)
 
     async def _handle(self, conn: socket.socket, key: str) -> None:
         peer = _peer_name(conn)

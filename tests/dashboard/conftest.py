@@ -98,6 +98,7 @@ def dashboard_address() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+        proc.stdout.close()
 
 
 def viewer_of(handler: web.RequestHandler) -> str | None:

@@ -244,16 +244,19 @@ async def test_responses_pass_through_without_cookies_and_with_a_policy(
 
 async def test_websocket_text_binary_and_close_code(proxy_app: ServedApp) -> None:
     ws = await connect_ws(proxy_app, f"{ECHO}/ws", subprotocols=["first", "second"])
-    assert ws.selected_subprotocol == "first"
-    await ws.write_message("hello")
-    assert await ws.read_message() == "hello"
-    payload = bytes(range(256)) * 4096
-    await ws.write_message(payload, binary=True)
-    assert await ws.read_message() == payload
-    await ws.write_message("close 4001 done here")
-    assert await ws.read_message() is None
-    assert ws.close_code == 4001
-    assert ws.close_reason == "done here"
+    try:
+        assert ws.selected_subprotocol == "first"
+        await ws.write_message("hello")
+        assert await ws.read_message() == "hello"
+        payload = bytes(range(256)) * 4096
+        await ws.write_message(payload, binary=True)
+        assert await ws.read_message() == payload
+        await ws.write_message("close 4001 done here")
+        assert await ws.read_message() is None
+        assert ws.close_code == 4001
+        assert ws.close_reason == "done here"
+    finally:
+        ws.close()  # closed by the server too, but only close() releases the client side
 
 
 async def test_the_scheduler_refuses_requests_without_the_secret(
