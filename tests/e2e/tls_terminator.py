@@ -81,7 +81,8 @@ class TlsTerminator:
         self._lock = threading.Lock()
         self._sockets: list[socket.socket] = []
         self._closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
+        self._acceptor = threading.Thread(target=self._accept, daemon=True)
+        self._acceptor.start()
 
     def _accept(self) -> None:
         while True:
@@ -117,7 +118,13 @@ class TlsTerminator:
         with self._lock:
             self._closed = True
             sockets, self._sockets = self._sockets, []
+        # Closing alone does not wake a thread blocked in accept(); shutting down does.
+        try:
+            self.listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self.listener.close()
+        self._acceptor.join()
         for sock in sockets:
             try:
                 sock.shutdown(socket.SHUT_RDWR)
