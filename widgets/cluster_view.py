@@ -40,7 +40,7 @@ def _summary_html(state: ClusterState) -> str:
 
 @functools.cache
 def _cluster_class(ipw: Any) -> type:
-    class ClusterWidget(FallbackDisplay, ipw.VBox):
+    class ClusterWidget(FallbackDisplay, refresh.Subscriber, ipw.VBox):
         def __init__(
             self,
             cluster: Any,
@@ -174,34 +174,9 @@ def _cluster_class(ipw: Any) -> type:
                 logger.exception("Reading cluster %s failed", self.state.name)
                 self._show_message(f"Could not read the cluster's status: {exc}")
 
-        # refreshing -----------------------------------------------------------------
-        @property
-        def refreshing(self) -> bool:
-            return self._subscription is not None
-
-        def _views_changed(self, change: dict[str, Any]) -> None:
-            if (change["new"] or 0) > 0:
-                self.start_refresh()
-            else:
-                self.stop_refresh()
-
-        def start_refresh(self) -> None:
-            """Join the cluster's refresh loop (done when a view is displayed)."""
-            if (
-                self._source is None
-                or self._subscription is not None
-                or self._closed
-                or self._ended
-                or self.state.final
-            ):
-                return
-            assert self.refresh_interval is not None
-            self._subscription = refresh.subscribe(self._source, self.refresh_interval, self)
-
-        def stop_refresh(self) -> None:
-            subscription, self._subscription = self._subscription, None
-            if subscription is not None:
-                refresh.unsubscribe(subscription)
+        # refreshing (refresh.Subscriber) ---------------------------------------------
+        def _may_refresh(self) -> bool:
+            return not (self._closed or self._ended or self.state.final)
 
         # refresh.Viewer: called on the client's loop thread
         def refreshed(self, state: ClusterState) -> None:

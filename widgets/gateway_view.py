@@ -50,7 +50,7 @@ def _may_block(gateway: Any) -> bool:
 def _gateway_class(ipw: Any) -> type:
     cluster_class = _cluster_class(ipw)
 
-    class GatewayWidget(FallbackDisplay, ipw.VBox):
+    class GatewayWidget(FallbackDisplay, refresh.Subscriber, ipw.VBox):
         def __init__(self, gateway: Any, *, refresh_interval: float | None = 5.0) -> None:
             self.gateway = gateway
             self.refresh_interval = refresh_interval
@@ -126,27 +126,9 @@ def _gateway_class(ipw: Any) -> type:
             body = [self.cards[s.name] for s in states] or [self.empty]
             self.children = [self.header, self.message, *body]
 
-        # refreshing ---------------------------------------------------------------------
-        @property
-        def refreshing(self) -> bool:
-            return self._subscription is not None
-
-        def _views_changed(self, change: dict[str, Any]) -> None:
-            if (change["new"] or 0) > 0:
-                self.start_refresh()
-            else:
-                self.stop_refresh()
-
-        def start_refresh(self) -> None:
-            if self._source is None or self._subscription is not None or self._closed:
-                return
-            assert self.refresh_interval is not None
-            self._subscription = refresh.subscribe(self._source, self.refresh_interval, self)
-
-        def stop_refresh(self) -> None:
-            subscription, self._subscription = self._subscription, None
-            if subscription is not None:
-                refresh.unsubscribe(subscription)
+        # refreshing (refresh.Subscriber) -------------------------------------------------
+        def _may_refresh(self) -> bool:
+            return not self._closed
 
         # refresh.Viewer: called on the gateway's loop thread
         def refreshed(self, states: list[ClusterState]) -> None:

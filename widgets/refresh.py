@@ -261,6 +261,42 @@ def offer(key: Hashable, value: Any) -> None:
         refresh.offer(value)
 
 
+class Subscriber:
+    """A widget's membership of the refresh loop of what it shows (``_source``): it
+    joins while a view of it is displayed (``_view_count`` above 0) and leaves when the
+    last one goes. The widget supplies ``_source``, ``refresh_interval``, the Viewer
+    methods, and ``_may_refresh`` for its own reasons not to (closed, final...)."""
+
+    _source: Source | None
+    _subscription: Subscription | None = None
+    refresh_interval: float | None
+
+    @property
+    def refreshing(self) -> bool:
+        return self._subscription is not None
+
+    def _may_refresh(self) -> bool:
+        return True
+
+    def _views_changed(self, change: dict[str, Any]) -> None:
+        if (change["new"] or 0) > 0:
+            self.start_refresh()
+        else:
+            self.stop_refresh()
+
+    def start_refresh(self) -> None:
+        """Join the refresh loop (done when a view is displayed)."""
+        if self._source is None or self._subscription is not None or not self._may_refresh():
+            return
+        assert self.refresh_interval is not None
+        self._subscription = subscribe(self._source, self.refresh_interval, self)  # type: ignore[arg-type]
+
+    def stop_refresh(self) -> None:
+        subscription, self._subscription = self._subscription, None
+        if subscription is not None:
+            unsubscribe(subscription)
+
+
 def running(key: Hashable | None = None) -> list[Refresh]:
     """The loops running now (all, or the one for ``key``)."""
     with _lock:
