@@ -26,10 +26,9 @@ def _restart_keeps_clusters(hub: RunningHub) -> None:
         clients = []
         for cluster in clusters:
             cluster.scale(1)
-            # JupyterHub notices that a managed service exited at its next poll (every
-            # 30 s, +-10 %), and a client gives up reconnecting after
-            # distributed.comm.timeouts.connect (30 s): give the clients the time the
-            # hub takes, so what is tested is the service, not the hub's poll phase.
+            # A client gives up reconnecting after distributed.comm.timeouts.connect
+            # (30 s): give the clients more than a restart can take on a loaded
+            # machine, so what is tested is the service, not the machine's load.
             with dask.config.set({"distributed.comm.timeouts.connect": "120s"}):
                 client = cluster.get_client(set_as_default=False)
             client.wait_for_workers(1, timeout=120)

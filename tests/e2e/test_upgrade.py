@@ -102,7 +102,7 @@ def _upgrade_keeps_clusters(
         cluster = gateway.new_cluster(shutdown_on_close=False)
         cluster.scale(2)
         # a client that waits for the scheduler proxy through the service's restart
-        # (the hub notices an exited service within its 30 s poll)
+        # (and, on PostgreSQL, through the refusals until `hubgate upgrade-db`)
         with dask.config.set({"distributed.comm.timeouts.connect": "300s"}):
             clients.append(cluster.get_client(set_as_default=False))
         clients[0].wait_for_workers(2, timeout=120)
