@@ -7,9 +7,16 @@ import json
 from importlib import resources
 from typing import Any
 
-from .api_v1 import adapt_from_request, create_from_request, parse_statuses, scale_from_request
+from .api_v1 import (
+    adapt_from_request,
+    create_from_request,
+    display_name_from_request,
+    parse_statuses,
+    scale_from_request,
+)
 from .cluster_settings import option_set_for
-from .errors import Invalid
+from .dashboard_plots import fetch_plots
+from .errors import Conflict, Invalid
 from .handlers_base import BaseHandler
 from .model import Cluster, ClusterStatus, to_rich_json
 
@@ -54,7 +61,9 @@ class RichClustersHandler(HubgateHandler):
         self.write_json({"clusters": [self.rich(c) for c in clusters]})
 
     async def post(self) -> None:
-        body = self.json_body(allowed=("options", "shutdown_on_close", "lease_seconds"))
+        body = self.json_body(
+            allowed=("options", "display_name", "shutdown_on_close", "lease_seconds")
+        )
         # Check everything before creating: a refused request must leave no cluster.
         if not isinstance(body.get("shutdown_on_close", True), bool):
             raise Invalid(
@@ -63,7 +72,8 @@ class RichClustersHandler(HubgateHandler):
         lease = body.get("lease_seconds")
         if lease is not None:
             check_lease_seconds(lease)
-        cluster = await create_from_request(self, body.get("options"))
+        display_name = display_name_from_request(body.get("display_name"))
+        cluster = await create_from_request(self, body.get("options"), display_name)
         if lease is not None:
             self.service.manager.renew_lease(cluster, lease)
         self.write_json(self.rich(cluster), status=201)
@@ -127,6 +137,20 @@ class LogsHandler(HubgateHandler):
         self.write_json(await manager.logs(cluster, lines))
 
 
+class PlotsHandler(HubgateHandler):
+    """The dashboard plots the cluster's scheduler offers (``dashboard_plots.py``)."""
+
+    async def get(self, name: str) -> None:
+        cluster = self.service.manager.get_cluster(self.user, name, action="list the plots of")
+        if cluster.status is not ClusterStatus.RUNNING or not cluster.dashboard_address:
+            raise Conflict(
+                f"Cluster {name} has no dashboard yet ({cluster.status.value}); its plots "
+                "are listed once it is running"
+            )
+        plots = await fetch_plots(cluster.name, cluster.dashboard_address, cluster.dashboard_secret)
+        self.write_json({"plots": [plot.to_json() for plot in plots]})
+
+
 class OpenAPIHandler(BaseHandler):
     public = True
 
@@ -146,5 +170,6 @@ def routes(prefix: str) -> list[tuple[str, type]]:
         (api + "clusters/([^/]+)/adapt", RichAdaptHandler),
         (api + "clusters/([^/]+)/lease", LeaseHandler),
         (api + "clusters/([^/]+)/logs", LogsHandler),
+        (api + "clusters/([^/]+)/plots", PlotsHandler),
         (prefix + "api/openapi.json", OpenAPIHandler),
     ]
