@@ -6,6 +6,7 @@ import asyncio
 from typing import Any
 
 from .._version import __version__
+from ..cluster_names import DISPLAY_NAME_OPTION, check_display_name
 from ..options import OptionsError
 from .cluster_config import ConfigError
 from .cluster_settings import option_set_for, parse_options
@@ -49,10 +50,20 @@ class OptionsHandler(BaseHandler):
         self.write_json({"cluster_options": option_set.spec()})
 
 
-async def create_from_request(handler: BaseHandler, requested: Any) -> Any:
+def display_name_from_request(value: Any, status: int = 400) -> str | None:
+    """A request's display name, checked (hubgate/cluster_names.py); None: none given."""
+    try:
+        return check_display_name(value)
+    except ValueError as exc:
+        raise ServiceError(str(exc), status) from None
+
+
+async def create_from_request(
+    handler: BaseHandler, requested: Any, display_name: str | None = None
+) -> Any:
     """Validate options, apply the handler and the service defaults, and create. A
     handler's result with a key nothing reads is the hub's mistake (``HubMisconfigured``,
-    a 409), not the user's."""
+    a 409), not the user's. ``display_name``: checked already, None for a default."""
     service = handler.service
     option_set = await option_set_for(service.cluster_options, handler.user)
     try:
@@ -66,7 +77,7 @@ async def create_from_request(handler: BaseHandler, requested: Any) -> Any:
         # A bug in the operator's options handler: not the user's doing, nor theirs to read.
         text = report_unexpected(exc, "applying this service's cluster options handler")
         raise ServiceError(text[0].upper() + text[1:], 500) from exc
-    return await service.manager.create_cluster(handler.user, options, config)
+    return await service.manager.create_cluster(handler.user, options, config, display_name)
 
 
 class ClustersHandler(BaseHandler):
@@ -77,7 +88,14 @@ class ClustersHandler(BaseHandler):
 
     async def post(self) -> None:
         body = self.json_body(allowed=("cluster_options",))
-        cluster = await create_from_request(self, body.get("cluster_options"))
+        requested = body.get("cluster_options")
+        display_name = None
+        if isinstance(requested, dict) and DISPLAY_NAME_OPTION in requested:
+            # dask-gateway's client has no place for a name but the options; it shows
+            # the text of a 422 (a ValueError), not of a 400
+            requested = dict(requested)
+            display_name = display_name_from_request(requested.pop(DISPLAY_NAME_OPTION), 422)
+        cluster = await create_from_request(self, requested, display_name)
         self.write_json({"name": cluster.name}, status=201)
 
 

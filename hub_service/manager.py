@@ -43,6 +43,7 @@ from .limits import (
     user_ceiling,
 )
 from .model import Cluster, ClusterStatus, User, Worker, WorkerStatus
+from .name_picker import pick_display_name
 from .routes import RefusedAddress, host_port, reported_host, reported_ports
 from .server_watch import describe_server
 from .store import ClusterStore
@@ -217,9 +218,16 @@ class ClusterManager:
     # --- create ---------------------------------------------------------------------
 
     async def create_cluster(
-        self, user: User, options: dict[str, Any], config: ClusterConfig
+        self,
+        user: User,
+        options: dict[str, Any],
+        config: ClusterConfig,
+        display_name: str | None = None,
     ) -> Cluster:
+        """``display_name``: a valid one (hubgate/cluster_names.py) or None for a
+        generated one; a name the user's unfinished clusters use is a ``Conflict``."""
         self._check_user_limits(user, config)
+        self._display_name_for(user, display_name)
         try:
             # A user without an account of their own gets a 403 now, not a failed cluster.
             await self.backend.check_user(user.name)
@@ -229,8 +237,10 @@ class ClusterManager:
         credentials = await agenerate_cluster_credentials(name)
         # Again, with no await before the insert: concurrent creates may have raced us.
         self._check_user_limits(user, config)
+        display_name = self._display_name_for(user, display_name)
         cluster = Cluster(
             name=name,
+            display_name=display_name,
             username=user.name,
             options=options,
             config=config,
@@ -245,6 +255,24 @@ class ClusterManager:
         self._persist(cluster)
         self._spawn(self._start_scheduler(cluster))
         return cluster
+
+    def _display_name_for(self, user: User, requested: str | None) -> str:
+        """``requested`` if none of the user's unfinished clusters has that name, else
+        a ``Conflict``; a fresh default name when None. Other users' names never count."""
+        mine = {
+            c.display_name: c
+            for c in self.clusters.values()
+            if c.username == user.name and not c.status.final
+        }
+        if requested is None:
+            return pick_display_name(mine)
+        clash = mine.get(requested)
+        if clash is not None:
+            raise Conflict(
+                f"You already have a cluster named {requested!r} ({clash.name}, "
+                f"{clash.status.value}): choose another name, or stop that cluster first"
+            )
+        return requested
 
     def _limits(self, user: User) -> UserLimits:
         return self.settings.limits_for(user).capped(self.settings.max_clusters_per_user)

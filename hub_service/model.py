@@ -10,6 +10,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..cluster_names import DISPLAY_NAME_OPTION
 from .cluster_config import ClusterConfig
 from .tls import ClusterCredentials
 
@@ -120,6 +121,9 @@ class Cluster:
     config: ClusterConfig
     token: str
     credentials: ClusterCredentials
+    # What people call it (hubgate/cluster_names.py); unique among its owner's
+    # unfinished clusters. ``name`` stays the id.
+    display_name: str = ""
     # Shown by the service's dashboard proxy to the scheduler's dashboard, which refuses
     # requests without it (empty: a cluster started before the dashboard checked it).
     dashboard_secret: str = ""
@@ -193,6 +197,8 @@ def _iso(t: float | None) -> str | None:
 
 def to_v1_json(cluster: Cluster, *, credentials: bool = True) -> dict[str, Any]:
     """The cluster exactly as dask-gateway's client expects it: these 8 keys, no more.
+    The display name rides in ``options`` under ``DISPLAY_NAME_OPTION``, a key no
+    option set may define.
 
     ``credentials=False`` (anyone but the owner, admins included) leaves out the client
     certificate and key: they are the power to run code as the owner."""
@@ -203,7 +209,7 @@ def to_v1_json(cluster: Cluster, *, credentials: bool = True) -> dict[str, Any]:
         "status": cluster.status.value,
         "start_time": _ms(cluster.created),
         "stop_time": _ms(cluster.stopped),
-        "options": cluster.options,
+        "options": {**cluster.options, DISPLAY_NAME_OPTION: cluster.display_name},
         "tls_cert": cluster.credentials.client_tls_cert() if running else None,
         "tls_key": cluster.credentials.client_tls_key() if running else None,
     }
@@ -218,6 +224,7 @@ def to_rich_json(
     route = cluster.dashboard_route()
     return {
         "name": cluster.name,
+        "display_name": cluster.display_name,
         "owner": cluster.username,
         "status": cluster.status.value,
         "reason": cluster.reason,

@@ -80,6 +80,7 @@ clusters_table = Table(
     Column("versions", JSON, nullable=False),
     # the owner's single-user server that created it (Cluster.server); NULL: none
     Column("server", String(255)),
+    Column("display_name", String(64), nullable=False),
 )
 
 workers_table = Table(
@@ -412,6 +413,7 @@ class ClusterStore:
             "events": [list(e) for e in c.events],
             "versions": c.versions,
             "server": c.server,
+            "display_name": c.display_name,
         }
 
     def _from_rows(self, r: Any, worker_rows: list[Any]) -> Cluster:
@@ -440,6 +442,7 @@ class ClusterStore:
             worker_counter=r.worker_counter,
             versions=r.versions,
             server=r.server,
+            display_name=r.display_name,
         )
         cluster.events = deque(((t, m) for t, m in r.events), maxlen=50)
         for w in worker_rows:

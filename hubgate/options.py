@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 
 import yaml
 
+from .cluster_names import DISPLAY_NAME_OPTION
+
 __all__ = [
     "Bool",
     "Field",
@@ -516,6 +518,11 @@ class OptionSet:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"Option names must be unique; repeated: {', '.join(duplicates)}")
+        if DISPLAY_NAME_OPTION in names:
+            raise ValueError(
+                f"{DISPLAY_NAME_OPTION!r} cannot be an option name: hubgate shows a "
+                "cluster's display name among its options under that key"
+            )
         for f in fields:
             if not isinstance(f, Field):
                 raise TypeError(f"OptionSet takes Field objects, got {f!r}")

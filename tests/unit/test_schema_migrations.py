@@ -157,6 +157,8 @@ async def test_the_previous_releases_database_is_upgraded_and_read_back(
         await store.close()
 
     assert cluster.name == written["name"] and cluster.username == "alice"
+    # named by the migration that added display names (5d1e0a7c2b94)
+    assert cluster.display_name == "cluster-" + written["name"][:8]
     assert cluster.status is ClusterStatus.RUNNING
     assert cluster.token == "the-cluster-token"
     assert cluster.dashboard_secret == "the-dashboard-secret"
