@@ -151,20 +151,6 @@ class PlotsHandler(HubgateHandler):
         self.write_json({"plots": [plot.to_json() for plot in plots]})
 
 
-class PlotsHandler(HubgateHandler):
-    """The dashboard plots the cluster's scheduler offers (``dashboard_plots.py``)."""
-
-    async def get(self, name: str) -> None:
-        cluster = self.service.manager.get_cluster(self.user, name, action="list the plots of")
-        if cluster.status is not ClusterStatus.RUNNING or not cluster.dashboard_address:
-            raise Conflict(
-                f"Cluster {name} has no dashboard yet ({cluster.status.value}); its plots "
-                "are listed once it is running"
-            )
-        plots = await fetch_plots(cluster.name, cluster.dashboard_address, cluster.dashboard_secret)
-        self.write_json({"plots": [plot.to_json() for plot in plots]})
-
-
 class OpenAPIHandler(BaseHandler):
     public = True
 
@@ -184,7 +170,6 @@ def routes(prefix: str) -> list[tuple[str, type]]:
         (api + "clusters/([^/]+)/adapt", RichAdaptHandler),
         (api + "clusters/([^/]+)/lease", LeaseHandler),
         (api + "clusters/([^/]+)/logs", LogsHandler),
-        (api + "clusters/([^/]+)/plots", PlotsHandler),
         (api + "clusters/([^/]+)/plots", PlotsHandler),
         (prefix + "api/openapi.json", OpenAPIHandler),
     ]
