@@ -40,6 +40,7 @@ from distributed.versions import get_versions
 from . import comm  # noqa: F401  (registers the gateway:// comm)
 from ._version import __version__
 from .auth import GatewayAuth, get_auth
+from .cluster_names import DISPLAY_NAME_OPTION, check_display_name, is_cluster_id
 from .comm import GatewaySecurity
 from .dask_config import config_value, format_template
 from .options import Options
@@ -144,6 +145,11 @@ def _iso_to_datetime(value: Any) -> datetime | None:
 class ClusterReport:
     """A report on a cluster's state.
 
+    ``name`` is the cluster's id; ``display_name`` what people call it (a hubgate
+    service's name, given at creation or picked by the service; None from a plain
+    dask-gateway). ``options`` are the cluster's options only: the v1 API's
+    ``hubgate:display_name`` entry becomes ``display_name``.
+
     ``owner`` and ``details`` (the full hubgate record: workers, resources, reason,
     events) are set only for reports from a hubgate service's own API.
     """
@@ -151,6 +157,7 @@ class ClusterReport:
     __slots__ = (
         "dashboard_link",
         "details",
+        "display_name",
         "name",
         "options",
         "owner",
@@ -175,8 +182,10 @@ class ClusterReport:
         tls_key: str | None = None,
         owner: str | None = None,
         details: dict[str, Any] | None = None,
+        display_name: str | None = None,
     ) -> None:
         self.name = name
+        self.display_name = display_name
         self.options = options
         self.status = status
         self.scheduler_address = scheduler_address
@@ -189,7 +198,8 @@ class ClusterReport:
         self.details = details
 
     def __repr__(self) -> str:
-        return f"ClusterReport<name={self.name}, status={self.status.name}>"
+        shown = f", display_name={self.display_name}" if self.display_name else ""
+        return f"ClusterReport<name={self.name}{shown}, status={self.status.name}>"
 
     @property
     def security(self) -> GatewaySecurity | None:
@@ -206,9 +216,12 @@ class ClusterReport:
         name = msg["name"]
         status = ClusterStatus._create(msg["status"])
         route = msg.get("dashboard_route")
+        options = dict(msg.get("options") or {})
+        display_name = options.pop(DISPLAY_NAME_OPTION, None)
         return cls(
             name=name,
-            options=msg.get("options") or {},
+            display_name=display_name if isinstance(display_name, str) else None,
+            options=options,
             status=status,
             scheduler_address=f"{proxy_address}/{name}"
             if status is ClusterStatus.RUNNING
@@ -234,6 +247,7 @@ class ClusterReport:
             url = f"{parsed.scheme}://{parsed.netloc}{url}"
         return cls(
             name=name,
+            display_name=msg.get("display_name") or None,
             options=msg.get("options") or {},
             status=status,
             scheduler_address=f"{proxy_address}/{name}"
@@ -566,6 +580,24 @@ class Gateway:
                 f"offer {what}"
             )
 
+    async def _resolve(self, cluster: str) -> str:
+        """The id of ``cluster``: an id (or any name on a plain dask-gateway) as it is,
+        else the id of the caller's unfinished cluster of that display name (hubgate).
+        ``ValueError`` naming the caller's clusters when none has that name."""
+        if is_cluster_id(cluster) or await self._hubgate_info() is None:
+            return cluster
+        data = await self._request("GET", "api/hubgate/clusters?status=PENDING,RUNNING,STOPPING")
+        mine = data["clusters"]
+        for record in mine:
+            if cluster in (record.get("display_name"), record["name"]):
+                return str(record["name"])
+        known = ", ".join(f"{c.get('display_name')} ({c['name']})" for c in mine)
+        raise ValueError(
+            f"You have no running cluster named {cluster!r}; "
+            + (f"yours are: {known}" if known else "you have no running clusters")
+            + ". Give a display name or a cluster id (gateway.list_clusters() shows both)."
+        )
+
     def whoami(self) -> Any:
         """hubgate only: ``{"name", "admin", "groups"}`` of the caller, else None."""
         return self.sync(self._hubgate_info)
@@ -573,6 +605,7 @@ class Gateway:
     async def _get_logs(self, cluster_name: str, lines: int | None = None) -> dict[str, Any]:
         await self._require_hubgate("cluster logs")
         query = f"?lines={int(lines)}" if lines else ""
+        cluster_name = await self._resolve(cluster_name)
         return await self._request("GET", f"api/hubgate/clusters/{quote(cluster_name)}/logs{query}")
 
     def get_logs(self, cluster_name: str, lines: int | None = None) -> Any:
@@ -633,11 +666,12 @@ class Gateway:
 
     async def _cluster_report(self, cluster_name: str, wait: bool = False) -> ClusterReport:
         query = "?wait" if wait else ""
+        cluster_name = await self._resolve(cluster_name)
         data = await self._request("GET", f"api/v1/clusters/{quote(cluster_name)}{query}")
         return ClusterReport._from_json(self._public_address, self.proxy_address, data)
 
     def get_cluster(self, cluster_name: str) -> Any:
-        """A ``ClusterReport`` for one cluster."""
+        """A ``ClusterReport`` for one cluster (by id, or by display name on hubgate)."""
         return self.sync(self._cluster_report, cluster_name)
 
     async def _cluster_details(self, cluster_name: str) -> ClusterReport:
@@ -704,7 +738,9 @@ class Gateway:
         ``use_local_defaults=False``."""
         return self.sync(self._cluster_options, use_local_defaults=use_local_defaults)
 
-    async def _submit(self, cluster_options: Any = None, **kwargs: Any) -> str:
+    async def _submit(
+        self, cluster_options: Any = None, display_name: str | None = None, **kwargs: Any
+    ) -> str:
         if cluster_options is not None:
             if not isinstance(cluster_options, Mapping):
                 raise TypeError(
@@ -715,12 +751,21 @@ class Gateway:
         else:
             options = self._config_cluster_options()
         options.update(kwargs)
-        data = await self._request("POST", "api/v1/clusters/", {"cluster_options": options})
+        if display_name is None:
+            data = await self._request("POST", "api/v1/clusters/", {"cluster_options": options})
+            return data["name"]
+        check_display_name(display_name)  # a ValueError before anything is sent
+        await self._require_hubgate("display names")
+        body = {"options": options, "display_name": display_name}
+        data = await self._request("POST", "api/hubgate/clusters", body)
         return data["name"]
 
-    def submit(self, cluster_options: Any = None, **kwargs: Any) -> Any:
-        """Ask for a new cluster and return its name at once (see ``connect``)."""
-        return self.sync(self._submit, cluster_options, **kwargs)
+    def submit(
+        self, cluster_options: Any = None, display_name: str | None = None, **kwargs: Any
+    ) -> Any:
+        """Ask for a new cluster and return its id at once (see ``connect``).
+        ``display_name`` (hubgate): see ``new_cluster``."""
+        return self.sync(self._submit, cluster_options, display_name, **kwargs)
 
     async def _wait_for_start(self, cluster_name: str) -> ClusterReport:
         loop = asyncio.get_running_loop()
@@ -750,7 +795,9 @@ class Gateway:
                 await asyncio.sleep(0.5)
 
     def connect(self, cluster_name: str, shutdown_on_close: bool = False) -> Any:
-        """A ``GatewayCluster`` for an existing cluster (waits until it runs)."""
+        """A ``GatewayCluster`` for an existing cluster (waits until it runs):
+        ``cluster_name`` is its id or, on a hubgate service, one of your running
+        clusters' display names (``connect("my-analysis")``)."""
         return GatewayCluster.from_name(
             cluster_name,
             shutdown_on_close=shutdown_on_close,
@@ -758,12 +805,22 @@ class Gateway:
         )
 
     def new_cluster(
-        self, cluster_options: Any = None, shutdown_on_close: bool = True, **kwargs: Any
+        self,
+        cluster_options: Any = None,
+        shutdown_on_close: bool = True,
+        display_name: str | None = None,
+        **kwargs: Any,
     ) -> Any:
-        """Create a cluster and wait until it runs: ``submit`` + ``connect``."""
+        """Create a cluster and wait until it runs: ``submit`` + ``connect``.
+
+        ``display_name`` (hubgate): what to call it, e.g. ``"my-analysis"`` (1-30
+        lowercase letters, digits and '-', starting with a letter), unique among your
+        running clusters; the service picks one when it is not given. It is hubgate's
+        keyword, never an option: other keywords are options, as in dask-gateway."""
         return GatewayCluster(
             cluster_options=cluster_options,
             shutdown_on_close=shutdown_on_close,
+            display_name=display_name,
             **self._cluster_kwargs(),
             **kwargs,
         )
@@ -779,6 +836,7 @@ class Gateway:
         }
 
     async def _stop_cluster(self, cluster_name: str) -> None:
+        cluster_name = await self._resolve(cluster_name)
         await self._request("DELETE", f"api/v1/clusters/{quote(cluster_name)}")
 
     def stop_cluster(self, cluster_name: str) -> Any:
@@ -786,6 +844,7 @@ class Gateway:
         return self.sync(self._stop_cluster, cluster_name)
 
     async def _scale_cluster(self, cluster_name: str, n: int) -> None:
+        cluster_name = await self._resolve(cluster_name)
         reply = await self._request(
             "POST", f"api/v1/clusters/{quote(cluster_name)}/scale", {"count": n}
         )
@@ -802,6 +861,7 @@ class Gateway:
         maximum: int | None = None,
         active: bool = True,
     ) -> None:
+        cluster_name = await self._resolve(cluster_name)
         reply = await self._request(
             "POST",
             f"api/v1/clusters/{quote(cluster_name)}/adapt",
@@ -873,6 +933,7 @@ class GatewayCluster:
         shutdown_on_close: bool = True,
         asynchronous: bool = False,
         loop: Any = None,
+        display_name: str | None = None,
         **kwargs: Any,
     ) -> None:
         self._init_internal(
@@ -882,6 +943,7 @@ class GatewayCluster:
             auth=auth,
             cluster_options=cluster_options,
             cluster_kwargs=kwargs,
+            display_name=display_name,
             shutdown_on_close=shutdown_on_close,
             asynchronous=asynchronous,
             loop=loop,
@@ -899,7 +961,7 @@ class GatewayCluster:
         asynchronous: bool = False,
         loop: Any = None,
     ) -> GatewayCluster:
-        """Connect to an existing cluster by name."""
+        """Connect to an existing cluster by id (or, on hubgate, display name)."""
         self = object.__new__(cls)
         self._init_internal(
             address=address,
@@ -925,10 +987,13 @@ class GatewayCluster:
         cluster_options: Any = None,
         cluster_kwargs: dict[str, Any] | None = None,
         name: str | None = None,
+        display_name: str | None = None,
     ) -> None:
         self.status = "created" if name is None else "starting"
         self.shutdown_on_close = shutdown_on_close
         self.name = name
+        # what people call it (hubgate); known once started
+        self.display_name = display_name
         self.scheduler_address: str | None = None
         self.dashboard_link: str | None = None
         self.security: GatewaySecurity | None = None
@@ -984,10 +1049,15 @@ class GatewayCluster:
             return
         if self.status == "created":
             self.status = "starting"
-            self.name = await self.gateway._submit(self._cluster_options, **self._cluster_kwargs)
+            self.name = await self.gateway._submit(
+                self._cluster_options, self.display_name, **self._cluster_kwargs
+            )
+        else:
+            self.name = await self.gateway._resolve(self.name)
         if self.shutdown_on_close and await self.gateway._hubgate_info() is not None:
             self._lease_task = asyncio.ensure_future(self._keep_lease(self.name))
         report = await self.gateway._wait_for_start(self.name)
+        self.display_name = report.display_name
         self.scheduler_address = report.scheduler_address
         self.dashboard_link = report.dashboard_link
         self.security = report.security
@@ -1117,7 +1187,8 @@ class GatewayCluster:
 
     # -- using the cluster ------------------------------------------------------------
     def __repr__(self) -> str:
-        return f"GatewayCluster<{self.name}, status={self.status}>"
+        shown = f", display_name={self.display_name}" if self.display_name else ""
+        return f"GatewayCluster<{self.name}{shown}, status={self.status}>"
 
     def _repr_html_(self) -> str:
         link = self.dashboard_link
@@ -1129,7 +1200,8 @@ class GatewayCluster:
         return (
             "<div style='padding: 10px; border: 1px solid #999999; display: inline-block;'>"
             "<h3>GatewayCluster</h3><ul>"
-            f"<li><b>Name: </b>{html.escape(str(self.name))}</li>"
+            f"<li><b>Name: </b>{html.escape(str(self.display_name or self.name))}</li>"
+            f"<li><b>Id: </b>{html.escape(str(self.name))}</li>"
             f"<li><b>Status: </b>{html.escape(str(self.status))}</li>"
             f"<li><b>Dashboard: </b>{dashboard}</li>"
             "</ul></div>"

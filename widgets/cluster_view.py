@@ -18,7 +18,7 @@ from typing import Any
 from . import refresh
 from .base import FallbackDisplay, error_html, guarded, load_ipywidgets, logger
 from .sources import attr, cluster_source, initial_state, read_state
-from .state import ClusterState, cluster_html, cluster_text, summary_rows
+from .state import ClusterState, cluster_html, cluster_text, summary_rows, title_html
 
 __all__ = ["cluster_widget", "read_state"]
 
@@ -130,7 +130,7 @@ def _cluster_class(ipw: Any) -> type:
         def update(self, state: ClusterState) -> None:
             """Show ``state``; stops refreshing once the cluster is stopped or failed."""
             self.state = state
-            self.title.value = f"<h3>Cluster {html.escape(state.name)}</h3>"
+            self.title.value = f"<h3>{title_html(state)}</h3>"
             self.summary.value = _summary_html(state)
             requested = state.workers_requested or 0
             starting = state.status == "PENDING" or (state.workers_running or 0) < requested

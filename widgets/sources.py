@@ -43,6 +43,9 @@ def with_local_details(state: ClusterState, cluster: Any) -> ClusterState:
     link = attr(cluster, "dashboard_link")
     if link and not state.dashboard_link:
         state = replace(state, dashboard_link=str(link))
+    display_name = attr(cluster, "display_name")
+    if isinstance(display_name, str) and display_name and not state.display_name:
+        state = replace(state, display_name=display_name)
     if state.workers_running is None:
         info = attr(cluster, "scheduler_info")
         if isinstance(info, dict):

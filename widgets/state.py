@@ -15,6 +15,8 @@ from typing import Any
 
 from dask.utils import format_bytes
 
+from ..cluster_names import DISPLAY_NAME_OPTION
+
 # CLOSED: a ``distributed`` cluster (LocalCluster) after close().
 FINAL_STATUSES = frozenset({"STOPPED", "FAILED", "CLOSED"})
 
@@ -36,10 +38,22 @@ def _int_or_none(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
+def _display_name(report: Any) -> str | None:
+    """hubgate's display name: a field of its records and reports, else the v1
+    options entry (a dask-gateway ClusterReport from a hubgate service)."""
+    name = _get(report, "display_name")
+    if not name:
+        options = _get(report, "options")
+        if isinstance(options, Mapping):
+            name = options.get(DISPLAY_NAME_OPTION)
+    return name if isinstance(name, str) and name else None
+
+
 @dataclass(frozen=True)
 class ClusterState:
-    name: str
+    name: str  # the id
     status: str = "UNKNOWN"
+    display_name: str | None = None
     reason: str | None = None
     workers_running: int | None = None
     workers_requested: int | None = None
@@ -57,6 +71,11 @@ class ClusterState:
     def final(self) -> bool:
         return self.status in FINAL_STATUSES
 
+    @property
+    def title(self) -> str:
+        """What to call it: the display name, else the id."""
+        return self.display_name or self.name
+
     @classmethod
     def from_report(cls, report: Any) -> ClusterState:
         """From hubgate's Cluster JSON/object or a (hubgate or dask-gateway) ClusterReport."""
@@ -65,13 +84,18 @@ class ClusterState:
         if isinstance(details, Mapping):
             # hubgate's ClusterReport keeps the full record; its link is already absolute.
             state = cls.from_report(details)
-            return replace(state, dashboard_link=link or state.dashboard_link)
+            return replace(
+                state,
+                dashboard_link=link or state.dashboard_link,
+                display_name=state.display_name or _display_name(report),
+            )
         workers = _get(report, "workers") or {}
         adaptive = _get(report, "adaptive") or {}
         events = _get(report, "events") or ()
         cores = _get(report, "cores")
         return cls(
             name=str(_get(report, "name", "")),
+            display_name=_display_name(report),
             status=_status_name(_get(report, "status")),
             reason=_get(report, "reason"),
             workers_running=_int_or_none(_get(workers, "running")),
@@ -136,7 +160,8 @@ def summary_rows(state: ClusterState) -> list[tuple[str, str]]:
 
 
 def cluster_text(state: ClusterState) -> str:
-    lines = [f"Cluster {state.name}"]
+    shown_id = f" ({state.name})" if state.display_name else ""
+    lines = [f"Cluster {state.title}{shown_id}"]
     lines += [f"  {label}: {value}" for label, value in summary_rows(state)]
     if state.dashboard_link:
         lines.append(f"  Dashboard: {state.dashboard_link}")
@@ -160,7 +185,15 @@ def cluster_html(state: ClusterState) -> str:
     failure = ""
     if state.status == "FAILED" and state.reason:
         failure = f"<p style='color:#b00020'><b>Failed:</b> {esc(state.reason)}</p>"
-    return f"<div><h4>Cluster {esc(state.name)}</h4><table>{rows}</table>{failure}</div>"
+    return f"<div><h4>{title_html(state)}</h4><table>{rows}</table>{failure}</div>"
+
+
+def title_html(state: ClusterState) -> str:
+    """The title, "Cluster <display name>", with the id beside it in small grey text."""
+    title = f"Cluster {html.escape(state.title)}"
+    if state.display_name:
+        title += f" <small style='color:#777;font-weight:normal'>{html.escape(state.name)}</small>"
+    return title
 
 
 def gateway_text(states: list[ClusterState]) -> str:
