@@ -129,3 +129,8 @@ def setup_handlers(server_app: Any) -> None:
     web_app.settings["hubgate_upstream"] = HubgateUpstream(parent=server_app)
     pattern = url_path_join(web_app.settings["base_url"], "hubgate", "(.*)")
     web_app.add_handlers(".*$", [(pattern, HubgateProxyHandler)])
+    if server_app.jpserver_extensions.get("dask_labextension"):
+        # dask-labextension's dashboard check, for hubgate's dashboard links.
+        from .dashboard_check import add_dashboard_check
+
+        add_dashboard_check(web_app)

@@ -8,11 +8,11 @@ from traitlets import Float, Unicode, default
 from traitlets.config import Configurable
 
 
-def _address_from_dask_config() -> str:
+def _address_from_dask_config(key: str = "gateway.address") -> str:
     try:
         from hubgate.dask_config import config_value
 
-        return str(config_value("gateway.address") or "")
+        return str(config_value(key) or "")
     except ValueError:
         # A template naming an unset variable: treat as not configured; the handler says so.
         return ""
@@ -32,6 +32,14 @@ class HubgateUpstream(Configurable):
         Defaults to $JUPYTERHUB_API_TOKEN, the single-user server's own token.""",
     ).tag(config=True)
 
+    public_address = Unicode(
+        help="""Address of the hubgate service as browsers reach it, the root of the
+        dashboard links clients show (``<public_address>/clusters/<name>/status``), when it
+        differs from ``address``. Defaults to $DASK_GATEWAY__PUBLIC_ADDRESS, else the dask
+        config value gateway.public-address. dask-labextension's dashboard check of such a
+        link asks the service for the cluster's plots with this server's token.""",
+    ).tag(config=True)
+
     request_timeout = Float(
         90.0,
         help="""Seconds to wait for the service to answer one request (a cluster status
@@ -45,6 +53,16 @@ class HubgateUpstream(Configurable):
     @default("api_token")
     def _default_api_token(self) -> str:
         return os.environ.get("JUPYTERHUB_API_TOKEN", "")
+
+    @default("public_address")
+    def _default_public_address(self) -> str:
+        return os.environ.get("DASK_GATEWAY__PUBLIC_ADDRESS") or _address_from_dask_config(
+            "gateway.public-address"
+        )
+
+    def dashboard_addresses(self) -> list[str]:
+        """Where this hub's dashboard links start: the public address and the address."""
+        return [a for a in (self.public_address, self.address) if a]
 
     def url_for(self, path: str) -> str:
         return f"{self.address.rstrip('/')}/api/hubgate/{path.lstrip('/')}"
