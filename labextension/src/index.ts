@@ -11,8 +11,10 @@ import { ICommandPalette, MainAreaWidget } from '@jupyterlab/apputils';
 import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IFrame, LabIcon } from '@jupyterlab/ui-components';
+import { Widget } from '@lumino/widgets';
 
 import { connectCode, DASHBOARD_PLOTS, dashboardPageUrl } from './format';
+import { clusterTitle } from './names';
 import { ClusterPanel, DEFAULT_SETTINGS, IPanelSettings } from './panel';
 import { ICluster } from './types';
 
@@ -70,16 +72,29 @@ const plugin: JupyterFrontEndPlugin<void> = {
     settingRegistry: ISettingRegistry | null,
     palette: ICommandPalette | null
   ) => {
-    const openDashboard = (cluster: ICluster, page: string, label: string) => {
-      const url = dashboardPageUrl(cluster, page);
-      if (!url) {
-        return;
-      }
-      const id = `hubgate-dashboard-${cluster.name}-${page}`;
+    const dashboardId = (cluster: ICluster, page: string) =>
+      `hubgate-dashboard-${cluster.name}-${page.replace(/[^A-Za-z0-9_-]/g, '_')}`;
+
+    const openPane = (id: string): boolean => {
       for (const widget of app.shell.widgets('main')) {
         if (widget.id === id) {
           app.shell.activateById(id);
-          return;
+          return true;
+        }
+      }
+      return false;
+    };
+
+    /** A pane showing one dashboard page (the one already open, if it is). */
+    const dashboardWidget = (
+      cluster: ICluster,
+      page: string,
+      label: string
+    ): Widget => {
+      const id = dashboardId(cluster, page);
+      for (const widget of app.shell.widgets('main')) {
+        if (widget.id === id) {
+          return widget;
         }
       }
       // The service's dashboard link sends the frame on to the cluster's own origin
@@ -88,15 +103,27 @@ const plugin: JupyterFrontEndPlugin<void> = {
       const frame = new IFrame({
         sandbox: ['allow-scripts', 'allow-same-origin']
       });
-      frame.url = url;
+      frame.url = dashboardPageUrl(cluster, page) ?? 'about:blank';
       frame.addClass('hubgate-DashboardFrame');
       const widget = new MainAreaWidget({ content: frame });
       widget.id = id;
-      widget.title.label = `${label} (${cluster.name.slice(0, 8)})`;
+      widget.title.label = `${label} (${clusterTitle(cluster)})`;
+      widget.title.caption = `${label}: dashboard of cluster ${clusterTitle(cluster)} (${cluster.name})`;
       widget.title.icon = clustersIcon;
       widget.title.closable = true;
+      return widget;
+    };
+
+    const openDashboard = (cluster: ICluster, page: string, label: string) => {
+      if (
+        !dashboardPageUrl(cluster, page) ||
+        openPane(dashboardId(cluster, page))
+      ) {
+        return;
+      }
+      const widget = dashboardWidget(cluster, page, label);
       app.shell.add(widget, 'main', { mode: 'split-right' });
-      app.shell.activateById(id);
+      app.shell.activateById(widget.id);
     };
 
     const insertCode = async (cluster: ICluster) => {
@@ -117,7 +144,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
       app.shell.activateById(current.id);
     };
 
-    const panel = new ClusterPanel({ openDashboard, insertCode });
+    const panel = new ClusterPanel({
+      openDashboard,
+      dashboardWidget,
+      insertCode
+    });
     panel.title.icon = clustersIcon;
     app.shell.add(panel, 'left', { rank: 300 });
     restorer?.add(panel, 'hubgate-clusters');

@@ -6,22 +6,19 @@ import { Poll } from '@lumino/polling';
 import { Widget } from '@lumino/widgets';
 
 import { HubgateError, requestAPI } from './api';
-import {
-  DASHBOARD_PLOTS,
-  dashboardPageUrl,
-  errorMessage,
-  formatAdaptive,
-  formatBytes,
-  formatCores,
-  formatWorkers,
-  isFinal
-} from './format';
+import { ClusterCard, ICardActions, button, element } from './card';
+import { DASHBOARD_PLOTS, errorMessage } from './format';
+import { displayNameProblem } from './names';
 import { OptionsForm } from './optionsform';
+import { IPlot, IPlotsReply } from './plots';
 import { ICluster, IClustersReply, IOptionsReply, IScaleReply } from './types';
 
 /** What the panel asks of the application. */
 export interface IPanelHost {
+  /** Open (or bring forward) a dashboard page as a pane. */
   openDashboard(cluster: ICluster, page: string, label: string): void;
+  /** A pane for a dashboard page, for a drop into the layout. */
+  dashboardWidget(cluster: ICluster, page: string, label: string): Widget;
   insertCode(cluster: ICluster): Promise<void>;
 }
 
@@ -40,44 +37,7 @@ export const DEFAULT_SETTINGS: IPanelSettings = {
 // FAILED is listed so a failed cluster shows its reason until dismissed.
 const LISTED_STATUSES = 'pending,running,stopping,failed';
 
-function element<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  className: string,
-  text?: string
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  node.className = className;
-  if (text !== undefined) {
-    node.textContent = text;
-  }
-  return node;
-}
-
-function button(
-  label: string,
-  className: string,
-  title = ''
-): HTMLButtonElement {
-  const node = element(
-    'button',
-    `jp-Button hubgate-Button ${className}`,
-    label
-  );
-  node.type = 'button';
-  node.title = title;
-  return node;
-}
-
-function numberInput(value: number, label: string): HTMLInputElement {
-  const input = element('input', 'hubgate-NumberInput');
-  input.type = 'number';
-  input.min = '0';
-  input.value = String(value);
-  input.setAttribute('aria-label', label);
-  return input;
-}
-
-export class ClusterPanel extends Widget {
+export class ClusterPanel extends Widget implements ICardActions {
   constructor(host: IPanelHost, settings: IPanelSettings = DEFAULT_SETTINGS) {
     super();
     this._host = host;
@@ -179,16 +139,23 @@ export class ClusterPanel extends Widget {
       'hubgate-ClusterPanel-formTitle',
       'New cluster'
     );
+    const name = new NameField();
     const error = element('div', 'hubgate-OptionsForm-submitError');
     error.setAttribute('role', 'alert');
     const create = button('Create', 'jp-mod-accept hubgate-CreateCluster');
     const cancel = button('Cancel', 'jp-mod-reject hubgate-CancelCluster');
-    form.onValidityChanged = valid => {
-      create.disabled = !valid;
+    let optionsValid = true;
+    const updateCreate = () => {
+      create.disabled = !optionsValid || !name.valid;
     };
-    create.addEventListener('click', async () => {
+    form.onValidityChanged = valid => {
+      optionsValid = valid;
+      updateCreate();
+    };
+    name.onValidityChanged = updateCreate;
+    const submit = async () => {
       const options = form.values();
-      if (options === null) {
+      if (options === null || !name.valid) {
         create.disabled = true;
         return;
       }
@@ -199,24 +166,42 @@ export class ClusterPanel extends Widget {
           method: 'POST',
           body: JSON.stringify({
             options,
+            display_name: name.value || null,
             shutdown_on_close: false,
             lease_seconds: null
           })
         });
         this._closeForm();
+        this._newButton.focus();
         await this._poll.refresh();
       } catch (err) {
-        error.textContent = errorMessage(err);
+        error.textContent = '';
+        if (name.owns(err)) {
+          name.showError(errorMessage(err));
+        } else {
+          error.textContent = errorMessage(err);
+        }
         create.disabled = false;
       }
+    };
+    create.addEventListener('click', () => void submit());
+    name.input.addEventListener('keydown', event => {
+      if (event.key === 'Enter') {
+        event.preventDefault();
+        void submit();
+      }
     });
-    cancel.addEventListener('click', () => this._closeForm());
+    cancel.addEventListener('click', () => {
+      this._closeForm();
+      this._newButton.focus();
+    });
     const actions = element('div', 'hubgate-ClusterPanel-formActions');
     actions.append(create, cancel);
-    this._formHost.append(title);
+    this._formHost.append(title, name.node);
     Widget.attach(form, this._formHost);
     this._formHost.append(error, actions);
     this._formHost.hidden = false;
+    name.input.focus();
   }
 
   private _closeForm(): void {
@@ -301,8 +286,19 @@ export class ClusterPanel extends Widget {
     this._render();
   }
 
+  async plots(cluster: ICluster): Promise<IPlot[]> {
+    const reply = await requestAPI<IPlotsReply>(
+      `clusters/${encodeURIComponent(cluster.name)}/plots`
+    );
+    return reply.plots;
+  }
+
   openDashboard(cluster: ICluster, page: string, label: string): void {
     this._host.openDashboard(cluster, page, label);
+  }
+
+  dashboardWidget(cluster: ICluster, page: string, label: string): Widget {
+    return this._host.dashboardWidget(cluster, page, label);
   }
 
   insertCode(cluster: ICluster): Promise<void> {
@@ -330,220 +326,84 @@ export class ClusterPanel extends Widget {
   private _dismissed = new Set<string>();
 }
 
-/** One cluster: status, counts, scale/adapt/shutdown, dashboard panes, insert code. */
-class ClusterCard {
-  constructor(
-    cluster: ICluster,
-    panel: ClusterPanel,
-    plots: { name: string; label: string }[]
-  ) {
-    this._cluster = cluster;
-    this._panel = panel;
-    this.node = element('div', 'hubgate-ClusterCard');
-    this.node.dataset.cluster = cluster.name;
+let nextFieldId = 0;
 
-    const head = element('div', 'hubgate-ClusterCard-head');
-    this._name = element('span', 'hubgate-ClusterCard-name', cluster.name);
-    this._status = element('span', 'hubgate-ClusterCard-status');
-    head.append(this._name, this._status);
-
-    this._stats = element('div', 'hubgate-ClusterCard-stats');
-    this._failure = element('div', 'hubgate-ClusterCard-failure');
-    this._failure.setAttribute('role', 'alert');
-    this._event = element('div', 'hubgate-ClusterCard-event');
-
-    // Manual and adaptive scaling.
-    this._controls = element('div', 'hubgate-ClusterCard-controls');
-    this._workers = numberInput(cluster.workers.requested, 'Workers');
-    const scale = button('Scale', 'hubgate-Scale', 'Run this many workers');
-    scale.addEventListener('click', () =>
-      this._run(async () => {
-        const count = this._readCount(this._workers, 'workers');
-        return this._panel.scale(this._cluster, count);
-      })
+/** The New-cluster form's optional Name, checked as typed; the service has the last word. */
+class NameField {
+  constructor() {
+    this.node = element('div', 'hubgate-OptionsForm-row hubgate-NameField');
+    const id = `hubgate-cluster-name-${++nextFieldId}`;
+    const label = element('label', 'hubgate-OptionsForm-label', 'Name');
+    label.htmlFor = id;
+    this.input = element('input', 'hubgate-ClusterName');
+    this.input.type = 'text';
+    this.input.id = id;
+    this.input.placeholder = 'optional, e.g. my-analysis';
+    this.input.autocomplete = 'off';
+    this.input.spellcheck = false;
+    this.input.maxLength = 64;
+    const help = element(
+      'div',
+      'hubgate-OptionsForm-help',
+      'Lowercase letters, digits and -; left empty, one is picked for you.'
     );
-    this._minimum = numberInput(cluster.adaptive.minimum ?? 0, 'Minimum');
-    this._maximum = numberInput(
-      cluster.adaptive.maximum || Math.max(cluster.workers.requested, 4),
-      'Maximum'
+    help.id = `${id}-help`;
+    this._message = element('div', 'hubgate-OptionsForm-error');
+    this._message.id = `${id}-error`;
+    this._message.setAttribute('role', 'alert');
+    this.input.setAttribute(
+      'aria-describedby',
+      `${help.id} ${this._message.id}`
     );
-    const adapt = button('Adapt', 'hubgate-Adapt', 'Scale with the load');
-    adapt.addEventListener('click', () =>
-      this._run(async () => {
-        const minimum = this._readCount(this._minimum, 'minimum');
-        const maximum = this._readCount(this._maximum, 'maximum');
-        if (maximum < minimum) {
-          throw new Error('The maximum must be at least the minimum');
-        }
-        return this._panel.adapt(this._cluster, minimum, maximum);
-      })
-    );
-    const manual = element('div', 'hubgate-ClusterCard-row');
-    manual.append(
-      element('span', 'hubgate-ClusterCard-label', 'Workers'),
-      this._workers,
-      scale
-    );
-    const adaptive = element('div', 'hubgate-ClusterCard-row');
-    adaptive.append(
-      element('span', 'hubgate-ClusterCard-label', 'Adapt'),
-      this._minimum,
-      element('span', 'hubgate-ClusterCard-to', 'to'),
-      this._maximum,
-      adapt
-    );
-
-    // Dashboard panes and the link to the full dashboard.
-    this._dashboard = element('div', 'hubgate-ClusterCard-dashboard');
-    for (const plot of plots) {
-      const open = button(
-        plot.label,
-        'hubgate-Plot',
-        `Open ${plot.label} in a tab`
-      );
-      open.dataset.plot = plot.name;
-      open.addEventListener('click', () =>
-        this._panel.openDashboard(this._cluster, plot.name, plot.label)
-      );
-      this._dashboard.appendChild(open);
-    }
-    this._dashboardLink = element(
-      'a',
-      'hubgate-DashboardLink',
-      'Full dashboard ↗'
-    );
-    this._dashboardLink.target = '_blank';
-    this._dashboardLink.rel = 'noopener';
-    this._dashboard.appendChild(this._dashboardLink);
-
-    const footer = element('div', 'hubgate-ClusterCard-row');
-    const insert = button(
-      'Insert code',
-      'hubgate-InsertCode',
-      'Connect to this cluster from the active notebook'
-    );
-    insert.addEventListener('click', () =>
-      this._run(async () => {
-        await this._panel.insertCode(this._cluster);
-        return null;
-      })
-    );
-    this._shutdown = button('Shutdown', 'jp-mod-warn hubgate-Shutdown');
-    this._shutdown.addEventListener('click', () =>
-      this._run(async () => {
-        await this._panel.shutdown(this._cluster);
-        return null;
-      })
-    );
-    footer.append(insert, this._shutdown);
-    this._controls.append(manual, adaptive, this._dashboard, footer);
-
-    this._dismiss = button('Dismiss', 'hubgate-Dismiss');
-    this._dismiss.addEventListener('click', () =>
-      this._panel.dismiss(this._cluster)
-    );
-
-    this._message = element('div', 'hubgate-ClusterCard-message');
-    this._message.setAttribute('role', 'status');
-    this.node.append(
-      head,
-      this._stats,
-      this._event,
-      this._failure,
-      this._controls,
-      this._dismiss,
-      this._message
-    );
+    this.input.addEventListener('input', () => this._check());
+    this.node.append(label, this.input, help, this._message);
   }
 
   readonly node: HTMLElement;
+  readonly input: HTMLInputElement;
+  onValidityChanged: () => void = () => undefined;
 
-  remove(): void {
-    this.node.remove();
+  get value(): string {
+    return this.input.value.trim();
   }
 
-  update(cluster: ICluster): void {
-    this._cluster = cluster;
-    this._status.textContent = cluster.status;
-    this.node.dataset.status = cluster.status;
-    const adaptive = formatAdaptive(cluster);
-    this._stats.textContent = '';
-    for (const [label, value] of [
-      ['Workers', formatWorkers(cluster)],
-      ['Cores', formatCores(cluster.cores)],
-      ['Threads', String(cluster.threads ?? '–')],
-      ['Memory', formatBytes(cluster.memory)]
-    ]) {
-      const stat = element('span', 'hubgate-ClusterCard-stat');
-      stat.dataset.stat = label.toLowerCase();
-      stat.append(element('small', '', label), element('b', '', value));
-      this._stats.appendChild(stat);
+  get valid(): boolean {
+    return displayNameProblem(this.input.value) === null;
+  }
+
+  /** Whether a refused create is about the name: 400, or 409 naming it. */
+  owns(err: unknown): boolean {
+    if (!(err instanceof HubgateError) || !this.value) {
+      return false;
     }
-    if (adaptive) {
-      this._stats.appendChild(
-        element('span', 'hubgate-ClusterCard-adaptive', adaptive)
-      );
-    }
-    const last = cluster.events?.[cluster.events.length - 1];
-    this._event.textContent =
-      cluster.status === 'PENDING' && last ? last.message : '';
-    const failed = cluster.status === 'FAILED';
-    this._failure.hidden = !failed;
-    this._failure.textContent = failed
-      ? `This cluster failed: ${cluster.reason || 'no reason was given; see its logs'}`
-      : '';
-    this.node.classList.toggle('hubgate-mod-failed', failed);
-    this._controls.hidden = isFinal(cluster);
-    this._dismiss.hidden = !failed;
-    this._shutdown.disabled = cluster.status === 'STOPPING';
-    const page = dashboardPageUrl(cluster, 'status');
-    this._dashboard.hidden = page === null;
-    if (page) {
-      this._dashboardLink.href = page;
+    return (
+      err.status === 400 ||
+      (err.status === 409 && err.message.includes(`'${this.value}'`))
+    );
+  }
+
+  showError(message: string): void {
+    this._message.textContent = message;
+    this.input.classList.toggle('hubgate-mod-invalid', Boolean(message));
+    if (message) {
+      this.input.setAttribute('aria-invalid', 'true');
+      this.input.focus();
+    } else {
+      this.input.removeAttribute('aria-invalid');
     }
   }
 
-  private _readCount(input: HTMLInputElement, what: string): number {
-    const value = Number(input.value);
-    if (input.value.trim() === '' || !Number.isInteger(value) || value < 0) {
-      throw new Error(
-        `The number of ${what} must be a whole number, 0 or more`
-      );
+  private _check(): void {
+    const problem = displayNameProblem(this.input.value);
+    this._message.textContent = problem ?? '';
+    this.input.classList.toggle('hubgate-mod-invalid', problem !== null);
+    if (problem) {
+      this.input.setAttribute('aria-invalid', 'true');
+    } else {
+      this.input.removeAttribute('aria-invalid');
     }
-    return value;
+    this.onValidityChanged();
   }
 
-  /** Run a card action; show its error (or the service's warning) on the card. */
-  private async _run(action: () => Promise<string | null>): Promise<void> {
-    this._message.textContent = '';
-    this._message.classList.remove('hubgate-mod-error');
-    try {
-      const warning = await action();
-      if (warning) {
-        this._message.textContent = warning;
-      }
-    } catch (err) {
-      const status = err instanceof HubgateError ? err.status : null;
-      console.error('hubgate: action failed', status, err);
-      this._message.textContent = errorMessage(err);
-      this._message.classList.add('hubgate-mod-error');
-    }
-  }
-
-  private _cluster: ICluster;
-  private _panel: ClusterPanel;
-  private _name: HTMLElement;
-  private _status: HTMLElement;
-  private _stats: HTMLElement;
-  private _event: HTMLElement;
-  private _failure: HTMLElement;
-  private _controls: HTMLElement;
-  private _workers: HTMLInputElement;
-  private _minimum: HTMLInputElement;
-  private _maximum: HTMLInputElement;
-  private _dashboard: HTMLElement;
-  private _dashboardLink: HTMLAnchorElement;
-  private _shutdown: HTMLButtonElement;
-  private _dismiss: HTMLButtonElement;
   private _message: HTMLElement;
 }

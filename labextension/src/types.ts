@@ -29,7 +29,10 @@ export type ClusterStatus =
   'PENDING' | 'RUNNING' | 'STOPPING' | 'STOPPED' | 'FAILED';
 
 export interface ICluster {
+  /** The cluster's id (32 hex digits): what every URL uses. */
   name: string;
+  /** The name people gave it (or the service picked); absent from older services. */
+  display_name?: string;
   owner: string;
   status: ClusterStatus;
   reason: string | null;
