@@ -88,4 +88,7 @@ c.Spawner.environment = {
     "DASK_GATEWAY__PUBLIC_ADDRESS": f"{HUB_URL}/services/{SERVICE_NAME}",
     "DASK_GATEWAY__PROXY_ADDRESS": f"gateway://{SCHEDULER_PROXY}",
     "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
+    # with dask-labextension-gateway installed, dask-labextension's cluster manager uses
+    # hubgate (through the official client); without it this key does nothing
+    "DASK_LABEXTENSION__USE_GATEWAY": "True",
 }
