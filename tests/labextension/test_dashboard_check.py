@@ -170,3 +170,18 @@ def test_the_check_needs_the_servers_auth(run: Any, service: Any, jp_fetch: Any)
         )
     assert info.value.code == 403
     assert service.requests == []
+
+
+def test_the_public_address_defaults_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hubgate.labextension.upstream import HubgateUpstream
+
+    monkeypatch.setenv("DASK_GATEWAY__ADDRESS", "http://hubgate.internal:8081/services/dg")
+    monkeypatch.setenv("DASK_GATEWAY__PUBLIC_ADDRESS", SERVICE)
+    assert HubgateUpstream().dashboard_addresses() == [
+        SERVICE,
+        "http://hubgate.internal:8081/services/dg",
+    ]
+    monkeypatch.delenv("DASK_GATEWAY__PUBLIC_ADDRESS")
+    assert HubgateUpstream().dashboard_addresses() == ["http://hubgate.internal:8081/services/dg"]
