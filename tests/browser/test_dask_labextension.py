@@ -175,6 +175,10 @@ async def test_a_plot_pane_draws_the_owners_plot(
 ) -> None:
     name = alices_cluster["name"]
     page = await open_lab(new_page, dask_hub, "alice")
+    # Both extensions load: hubgate's sidebar beside dask-labextension's.
+    await expect(
+        page.locator('.jp-SideBar .lm-TabBar-tab[data-id="hubgate-clusters"]')
+    ).to_have_count(1)
     await page.locator('.jp-SideBar .lm-TabBar-tab[data-id="dask-dashboard-launcher"]').click()
     # What a user does: paste the cluster's dashboard link into dask-labextension's box.
     url_box = page.locator(".dask-URLInput-wrapper input")
@@ -197,5 +201,16 @@ async def test_a_plot_pane_draws_the_owners_plot(
     assert frame.url == (
         f"{dask_hub.settings.dashboard_origin(name)}/clusters/{name}/individual-task-stream"
     )
+    # The page a dashboard serves is hostile: it cannot read the check (nor anything else
+    # of the lab's server) with the owner's login.
+    check_url = f"{dask_hub.settings.hub_url}/user/alice/dask/dashboard-check/" + quote(
+        alices_cluster["dashboard_link"], safe=""
+    )
+    read = await frame.evaluate(
+        """url => fetch(url, {credentials: "include"})
+            .then(r => r.text()).then(text => "read: " + text, e => "refused: " + e)""",
+        check_url,
+    )
+    assert read.startswith("refused: "), read
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=str(SCREENSHOTS / "dask-labextension.png"))
