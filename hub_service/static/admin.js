@@ -140,7 +140,8 @@
     const tr = element("tr");
     tr.dataset.name = name;
     const cells = {};
-    for (const key of ["name", "owner", "status", "workers", "cores", "memory", "age", "idle", "dashboard", "actions"]) {
+    const columns = ["display-name", "name", "owner", "status", "workers", "cores", "memory", "age", "idle", "dashboard", "actions"];
+    for (const key of columns) {
       cells[key] = element("td", key);
       tr.appendChild(cells[key]);
     }
@@ -158,7 +159,9 @@
     cells.noLink = element("span", "", "—");
     cells.dashboard.append(cells.link, cells.noLink);
 
-    const box = element("div", "actions");
+    // The buttons' flex box sits inside the cell: a flex <td> is no table cell, and
+    // would not line up with its column and row.
+    const box = element("div", "action-buttons");
     cells.stop = element("button", "stop", "Stop");
     cells.stop.type = "button";
     cells.stop.addEventListener("click", () => onStop(name));
@@ -167,7 +170,6 @@
       cells.count = element("input");
       cells.count.type = "number";
       cells.count.min = "0";
-      cells.count.setAttribute("aria-label", `workers for ${name}`);
       cells.scale = element("button", "scale", "Scale");
       cells.scale.type = "button";
       cells.scale.addEventListener("click", () => onScale(name));
@@ -185,6 +187,7 @@
     const { cells } = row;
     const state = stateOf(name);
     const workers = cluster.workers || {};
+    cells["display-name"].textContent = cluster.display_name || "—";
     cells.owner.textContent = cluster.owner ?? "";
     cells.statusBadge.textContent = cluster.status;
     cells.statusBadge.className = `badge badge-${cluster.status}`;
@@ -214,6 +217,7 @@
     if (cells.scale) {
       cells.scale.disabled = state.busy || !ACTIVE.has(cluster.status);
       cells.count.disabled = cells.scale.disabled;
+      cells.count.setAttribute("aria-label", `workers for ${cluster.display_name || name}`);
       if (!cells.count.value && document.activeElement !== cells.count) {
         cells.count.placeholder = String(workers.requested ?? 0);
       }
