@@ -580,23 +580,39 @@ class Gateway:
                 f"offer {what}"
             )
 
-    async def _resolve(self, cluster: str) -> str:
-        """The id of ``cluster``: an id (or any name on a plain dask-gateway) as it is,
-        else the id of the caller's unfinished cluster of that display name (hubgate).
-        ``ValueError`` naming the caller's clusters when none has that name."""
+    async def _resolve(self, cluster: str) -> tuple[str, list[dict[str, Any]] | None]:
+        """``(id, None)`` for the cluster the caller named: an id (or any name on a plain
+        dask-gateway) as it is, else (hubgate) the id of the caller's unfinished cluster
+        of that display name. No such cluster: ``(cluster, the caller's unfinished
+        clusters)``, for the server to judge and ``_resolved`` to explain."""
         if is_cluster_id(cluster) or await self._hubgate_info() is None:
-            return cluster
+            return cluster, None
         data = await self._request("GET", "api/hubgate/clusters?status=PENDING,RUNNING,STOPPING")
-        mine = data["clusters"]
+        mine: list[dict[str, Any]] = data["clusters"]
         for record in mine:
             if cluster in (record.get("display_name"), record["name"]):
-                return str(record["name"])
-        known = ", ".join(f"{c.get('display_name')} ({c['name']})" for c in mine)
-        raise ValueError(
-            f"You have no running cluster named {cluster!r}; "
-            + (f"yours are: {known}" if known else "you have no running clusters")
-            + ". Give a display name or a cluster id (gateway.list_clusters() shows both)."
-        )
+                return str(record["name"]), None
+        return cluster, mine
+
+    async def _resolved(
+        self, method: Callable[..., Any], cluster: str, *args: Any, **kwargs: Any
+    ) -> Any:
+        """``method(id, ...)`` for the cluster the caller named (``_resolve``): the
+        public methods take display names, the private ones ids. When nothing has
+        that name and the server agrees (a 404's ValueError), the error lists the
+        caller's clusters."""
+        target, unmatched = await self._resolve(cluster)
+        try:
+            return await method(target, *args, **kwargs)
+        except ValueError as exc:
+            if unmatched is None:
+                raise
+            known = ", ".join(f"{c.get('display_name')} ({c['name']})" for c in unmatched)
+            raise ValueError(
+                f"You have no running cluster named {cluster!r} ({exc}); "
+                + (f"yours are: {known}" if known else "you have no running clusters")
+                + ". Give a display name or a cluster id (gateway.list_clusters() shows both)."
+            ) from None
 
     def whoami(self) -> Any:
         """hubgate only: ``{"name", "admin", "groups"}`` of the caller, else None."""
@@ -605,13 +621,12 @@ class Gateway:
     async def _get_logs(self, cluster_name: str, lines: int | None = None) -> dict[str, Any]:
         await self._require_hubgate("cluster logs")
         query = f"?lines={int(lines)}" if lines else ""
-        cluster_name = await self._resolve(cluster_name)
         return await self._request("GET", f"api/hubgate/clusters/{quote(cluster_name)}/logs{query}")
 
     def get_logs(self, cluster_name: str, lines: int | None = None) -> Any:
         """hubgate only: the last log lines of a cluster's scheduler and workers,
         ``{"scheduler": str | None, "workers": {name: str | None}}``."""
-        return self.sync(self._get_logs, cluster_name, lines)
+        return self.sync(self._resolved, self._get_logs, cluster_name, lines)
 
     async def _failure_reason(self, cluster_name: str) -> str | None:
         if await self._hubgate_info() is None:
@@ -666,13 +681,12 @@ class Gateway:
 
     async def _cluster_report(self, cluster_name: str, wait: bool = False) -> ClusterReport:
         query = "?wait" if wait else ""
-        cluster_name = await self._resolve(cluster_name)
         data = await self._request("GET", f"api/v1/clusters/{quote(cluster_name)}{query}")
         return ClusterReport._from_json(self._public_address, self.proxy_address, data)
 
     def get_cluster(self, cluster_name: str) -> Any:
         """A ``ClusterReport`` for one cluster (by id, or by display name on hubgate)."""
-        return self.sync(self._cluster_report, cluster_name)
+        return self.sync(self._resolved, self._cluster_report, cluster_name)
 
     async def _cluster_details(self, cluster_name: str) -> ClusterReport:
         """The richest report the server gives: hubgate's record (workers, resources,
@@ -836,15 +850,13 @@ class Gateway:
         }
 
     async def _stop_cluster(self, cluster_name: str) -> None:
-        cluster_name = await self._resolve(cluster_name)
         await self._request("DELETE", f"api/v1/clusters/{quote(cluster_name)}")
 
     def stop_cluster(self, cluster_name: str) -> Any:
         """Shut a cluster down (returns at once; stopping continues on the server)."""
-        return self.sync(self._stop_cluster, cluster_name)
+        return self.sync(self._resolved, self._stop_cluster, cluster_name)
 
     async def _scale_cluster(self, cluster_name: str, n: int) -> None:
-        cluster_name = await self._resolve(cluster_name)
         reply = await self._request(
             "POST", f"api/v1/clusters/{quote(cluster_name)}/scale", {"count": n}
         )
@@ -852,7 +864,7 @@ class Gateway:
 
     def scale_cluster(self, cluster_name: str, n: int) -> Any:
         """Ask for ``n`` workers."""
-        return self.sync(self._scale_cluster, cluster_name, n)
+        return self.sync(self._resolved, self._scale_cluster, cluster_name, n)
 
     async def _adapt_cluster(
         self,
@@ -861,7 +873,6 @@ class Gateway:
         maximum: int | None = None,
         active: bool = True,
     ) -> None:
-        cluster_name = await self._resolve(cluster_name)
         reply = await self._request(
             "POST",
             f"api/v1/clusters/{quote(cluster_name)}/adapt",
@@ -879,7 +890,12 @@ class Gateway:
         """Scale between ``minimum`` and ``maximum`` workers with the load
         (``active=False`` turns adaptive scaling off)."""
         return self.sync(
-            self._adapt_cluster, cluster_name, minimum=minimum, maximum=maximum, active=active
+            self._resolved,
+            self._adapt_cluster,
+            cluster_name,
+            minimum=minimum,
+            maximum=maximum,
+            active=active,
         )
 
 
@@ -1053,7 +1069,9 @@ class GatewayCluster:
                 self._cluster_options, self.display_name, **self._cluster_kwargs
             )
         else:
-            self.name = await self.gateway._resolve(self.name)
+            # a display name (or the id) the caller gave: the id from here on
+            report = await self.gateway._resolved(self.gateway._cluster_report, self.name)
+            self.name = report.name
         if self.shutdown_on_close and await self.gateway._hubgate_info() is not None:
             self._lease_task = asyncio.ensure_future(self._keep_lease(self.name))
         report = await self.gateway._wait_for_start(self.name)
@@ -1187,7 +1205,8 @@ class GatewayCluster:
 
     # -- using the cluster ------------------------------------------------------------
     def __repr__(self) -> str:
-        shown = f", display_name={self.display_name}" if self.display_name else ""
+        display_name = getattr(self, "display_name", None)  # a repr never fails
+        shown = f", display_name={display_name}" if display_name else ""
         return f"GatewayCluster<{self.name}{shown}, status={self.status}>"
 
     def _repr_html_(self) -> str:
@@ -1200,7 +1219,7 @@ class GatewayCluster:
         return (
             "<div style='padding: 10px; border: 1px solid #999999; display: inline-block;'>"
             "<h3>GatewayCluster</h3><ul>"
-            f"<li><b>Name: </b>{html.escape(str(self.display_name or self.name))}</li>"
+            f"<li><b>Name: </b>{html.escape(str(getattr(self, 'display_name', None) or self.name))}</li>"
             f"<li><b>Id: </b>{html.escape(str(self.name))}</li>"
             f"<li><b>Status: </b>{html.escape(str(self.status))}</li>"
             f"<li><b>Dashboard: </b>{dashboard}</li>"

@@ -133,7 +133,10 @@ def test_hubgates_client_creates_connects_and_lists_by_name(
     )
     assert values(out, "REPORT") == [cluster_id]
     missing, clash, bad = values(out, "ERROR")
-    assert missing.startswith("ValueError You have no running cluster named 'no-such-cluster'; ")
+    assert missing.startswith(
+        "ValueError You have no running cluster named 'no-such-cluster' "
+        "(Cluster no-such-cluster not found); yours are: "
+    )
     assert f"my-analysis ({cluster_id})" in missing
     assert clash.startswith(
         f"GatewayClusterError You already have a cluster named 'my-analysis' ({cluster_id}, "
