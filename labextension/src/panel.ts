@@ -230,15 +230,20 @@ export class ClusterPanel extends Widget implements ICardActions {
         this._cards.delete(name);
       }
     }
-    for (const cluster of shown) {
+    shown.forEach((cluster, index) => {
       let card = this._cards.get(cluster.name);
       if (!card) {
         card = new ClusterCard(cluster, this, this._settings.plots);
         this._cards.set(cluster.name, card);
       }
       card.update(cluster);
-      this._list.appendChild(card.node); // keeps the service's order
-    }
+      // The service's order; a card moves only when out of place, since moving a node
+      // takes the keyboard focus out of it.
+      const there = this._list.children[index] ?? null;
+      if (there !== card.node) {
+        this._list.insertBefore(card.node, there);
+      }
+    });
     if (shown.length === 0) {
       this._list.appendChild(this._empty);
     } else {
