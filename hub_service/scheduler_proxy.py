@@ -24,6 +24,7 @@ import functools
 import logging
 import socket
 import threading
+from typing import Any
 
 from .client_hello import (
     MAX_HELLO,
@@ -102,7 +103,7 @@ class SchedulerProxy:
         self._relays: RelayPool | None = None
         self._admission = Admission(self.limits)
         # Only touched on the proxy's own loop.
-        self._accept_task: asyncio.Task[None] | None = None
+        self._accepting = False
         self._handshakes: set[asyncio.Task[None]] = set()
 
     # -- routes ------------------------------------------------------------------------
@@ -242,43 +243,61 @@ class SchedulerProxy:
 
     # -- on the proxy's loop -----------------------------------------------------------
 
+    # Accepting is a reader callback, not a task awaiting loop.sock_accept: a task
+    # cancelled by stop() just after the kernel handed it a connection drops that socket
+    # unclosed, and here every accepted socket at once belongs to a handshake task.
     async def _begin(self, listener: socket.socket) -> None:
-        self._accept_task = asyncio.create_task(self._accept_loop(listener))
+        self._accepting = True
+        asyncio.get_running_loop().add_reader(listener.fileno(), self._accept_ready, listener)
 
     async def _end(self) -> None:
-        tasks = [t for t in (self._accept_task, *self._handshakes) if t is not None]
+        if self._accepting and self._listener is not None:
+            asyncio.get_running_loop().remove_reader(self._listener.fileno())
+        self._accepting = False
+        tasks = list(self._handshakes)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        self._accept_task = None
 
-    async def _accept_loop(self, listener: socket.socket) -> None:
+    def _accept_ready(self, listener: socket.socket) -> None:
         loop = asyncio.get_running_loop()
-        while True:
+        for _ in range(self.backlog):
             try:
-                conn, peer = await loop.sock_accept(listener)
+                conn, peer = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
             except OSError as exc:
-                # EMFILE and friends: say so (once in a while), back off a little.
+                # EMFILE and friends: say so (once in a while) and stop reading for a
+                # moment, so that a full descriptor table does not spin the loop.
                 self._notes.warning("accept", "scheduler proxy: accept failed: %s", exc)
-                await asyncio.sleep(0.1)
-                continue
-            key = address_key(peer[0]) if isinstance(peer, tuple) else str(peer)
-            refusal = self._admission.admit(key)
-            if refusal is not None:
-                conn.close()
-                self._notes.warning(
-                    refusal.cap,
-                    "scheduler proxy: refused a connection from %s at once: %s",
-                    key,
-                    refusal,
-                )
-                continue
-            task = asyncio.create_task(self._handle(conn, key))
-            self._handshakes.add(task)
-            task.add_done_callback(self._handshakes.discard)
-            # stop() right after an accept cancels a task that never ran, so _handle's
-            # cleanup never closes its socket; a cancelled handshake never relays it.
-            task.add_done_callback(lambda t, conn=conn: conn.close() if t.cancelled() else None)
+                loop.remove_reader(listener.fileno())
+                loop.call_later(0.1, self._resume_accepting, listener)
+                return
+            conn.setblocking(False)
+            self._admit(conn, peer)
+
+    def _resume_accepting(self, listener: socket.socket) -> None:
+        if self._accepting:
+            asyncio.get_running_loop().add_reader(listener.fileno(), self._accept_ready, listener)
+
+    def _admit(self, conn: socket.socket, peer: Any) -> None:
+        key = address_key(peer[0]) if isinstance(peer, tuple) else str(peer)
+        refusal = self._admission.admit(key)
+        if refusal is not None:
+            conn.close()
+            self._notes.warning(
+                refusal.cap,
+                "scheduler proxy: refused a connection from %s at once: %s",
+                key,
+                refusal,
+            )
+            return
+        task = asyncio.create_task(self._handle(conn, key))
+        self._handshakes.add(task)
+        task.add_done_callback(self._handshakes.discard)
+        # stop() right after an accept cancels a task that never ran, so _handle's
+        # cleanup never closes its socket; a cancelled handshake never relays it.
+        task.add_done_callback(lambda t, conn=conn: conn.close() if t.cancelled() else None)
 
     async def _handle(self, conn: socket.socket, key: str) -> None:
         peer = _peer_name(conn)
