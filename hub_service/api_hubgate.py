@@ -144,8 +144,8 @@ class PlotsHandler(HubgateHandler):
         cluster = self.service.manager.get_cluster(self.user, name, action="list the plots of")
         if cluster.status is not ClusterStatus.RUNNING or not cluster.dashboard_address:
             raise Conflict(
-                f"Cluster {name} has no dashboard yet ({cluster.status.value}); its plots "
-                "are listed once it is running"
+                f"Cluster {name} is {cluster.status.value}: only a running cluster has "
+                "dashboard plots; list them once it is running"
             )
         plots = await fetch_plots(cluster.name, cluster.dashboard_address, cluster.dashboard_secret)
         self.write_json({"plots": [plot.to_json() for plot in plots]})

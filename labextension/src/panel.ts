@@ -387,27 +387,25 @@ class NameField {
     );
   }
 
+  /** Show the service's refusal of the name, and take the user there. */
   showError(message: string): void {
+    this._show(message);
+    this.input.focus();
+  }
+
+  private _check(): void {
+    this._show(displayNameProblem(this.input.value) ?? '');
+    this.onValidityChanged();
+  }
+
+  private _show(message: string): void {
     this._message.textContent = message;
     this.input.classList.toggle('hubgate-mod-invalid', Boolean(message));
     if (message) {
       this.input.setAttribute('aria-invalid', 'true');
-      this.input.focus();
     } else {
       this.input.removeAttribute('aria-invalid');
     }
-  }
-
-  private _check(): void {
-    const problem = displayNameProblem(this.input.value);
-    this._message.textContent = problem ?? '';
-    this.input.classList.toggle('hubgate-mod-invalid', problem !== null);
-    if (problem) {
-      this.input.setAttribute('aria-invalid', 'true');
-    } else {
-      this.input.removeAttribute('aria-invalid');
-    }
-    this.onValidityChanged();
   }
 
   private _message: HTMLElement;

@@ -327,6 +327,14 @@ async def test_named_cluster_plots_widths_keyboard_and_dark_theme(
     finally:
         await switch_theme(page, "JupyterLab Light", light=True)
 
+    # A stopped cluster has no plots to list: a 409 that says so.
+    await asyncio.to_thread(api.stop_and_wait, cluster_id, "alice")
+    stopped = await asyncio.to_thread(
+        api.request, "GET", f"/api/hubgate/clusters/{cluster_id}/plots", user="alice"
+    )
+    assert stopped.status == 409, stopped.text
+    assert "only a running cluster has dashboard plots" in stopped.error
+
 
 def fake_cluster(status: str, running: int, pending: int, requested: int) -> dict[str, Any]:
     cluster_id = "f00d" * 8
