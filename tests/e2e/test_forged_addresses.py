@@ -30,6 +30,7 @@ FOREIGN_HOST = "127.0.0.2"
 # Bob's code: resend the agent's hello with ``changes`` over its own websocket, and
 # print the scheduler's real dashboard port.
 FORGE = """
+import asyncio
 import json
 from dask_gateway import Gateway
 
@@ -37,12 +38,19 @@ def forge(dask_scheduler, changes=json.loads({changes!r})):
     agent = dask_scheduler.plugins["hubgate-agent"]
     hello = agent.hello()
     hello.update(changes)
-    agent._send(hello)
+    if changes:
+        # after this client has gone: a client still connected while the service
+        # stops the scheduler spends a minute reconnecting before it exits
+        asyncio.get_running_loop().call_later(1, agent._send, hello)
+    else:
+        agent._send(hello)
     return dask_scheduler.services["dashboard"].port
 
 cluster = Gateway().connect({name!r})
 client = cluster.get_client(set_as_default=False)
 print("DASHBOARD_PORT", client.run_on_scheduler(forge), flush=True)
+client.close()
+cluster.close()
 """
 
 
