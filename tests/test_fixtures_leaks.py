@@ -159,7 +159,9 @@ def test_the_leaking_test_fails_and_no_other(tmp_path: Path) -> None:
             *("test_checked.py", "test_checked_fixture.py"),
         ],
         cwd=tmp_path,
-        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},
+        # each leaked thread waits out the grace period; 2 s is enough for the threads
+        # of the tests that close things late
+        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin", "HUBGATE_LEAK_CHECK_GRACE": "2"},
         capture_output=True,
         text=True,
         timeout=240,
