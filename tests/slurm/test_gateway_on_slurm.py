@@ -226,9 +226,11 @@ def test_cluster_lifecycle_as_slurm_jobs(
                 cluster = gateway.connect({name!r})
                 cluster.adapt(minimum=1, maximum=2)
                 client = cluster.get_client()
-                futures = client.map(lambda i: time.sleep(2) or i, range(60), pure=False)
+                # 30 s of work for one worker thread: longer than a second job takes
+                # to start on a loaded machine, so adapt wants 2 workers until it has
+                futures = client.map(lambda i: time.sleep(1) or i, range(30), pure=False)
                 wait_workers(client, 2)
-                assert sum(client.gather(futures)) == sum(range(60))
+                assert sum(client.gather(futures)) == sum(range(30))
                 cluster.scale(1)
                 wait_workers(client, 1)
                 """
