@@ -210,7 +210,8 @@ export class ClusterCard {
     this._dashboardLink.target = '_blank';
     this._dashboardLink.rel = 'noopener';
     this._dashboardLink.title = 'Open the full dashboard in a browser tab';
-    pinned.append(this._allPlots, this._dashboardLink);
+    const more = element('div', 'hubgate-ClusterCard-plots');
+    more.append(this._allPlots, this._dashboardLink);
     this._plotList = new PlotList(
       {
         open: plot =>
@@ -235,7 +236,7 @@ export class ClusterCard {
     this._plotsPanel.hidden = true;
     this._plotsPanel.append(this._plotsMessage, this._plotList.node);
     this._allPlots.setAttribute('aria-controls', this._plotsPanel.id);
-    this._dashboard.append(pinned, this._plotsPanel);
+    this._dashboard.append(pinned, more, this._plotsPanel);
 
     const footer = element('div', 'hubgate-ClusterCard-row');
     const insert = button(

@@ -155,6 +155,10 @@ def test_real_answers_fit_the_document(hub: RunningHub) -> None:
         ok("POST", f"/api/hubgate/clusters/{rich['name']}/lease", {"seconds": 0})
         logs = ok("GET", f"/api/hubgate/clusters/{rich['name']}/logs?lines=5")
         assert logs["scheduler"], logs
+        plots = ok("GET", f"/api/hubgate/clusters/{rich['name']}/plots")
+        assert {"title": "Individual Task Stream", "path": "individual-task-stream"} in plots[
+            "plots"
+        ], plots
         refused("GET", f"/api/hubgate/clusters/{rich['name']}", user="bob")
         refused("POST", "/api/v1/clusters/", {"cluster_options": {"worker_cores": "x"}})
         ok("DELETE", f"/api/v1/clusters/{v1_name}")
@@ -163,6 +167,9 @@ def test_real_answers_fit_the_document(hub: RunningHub) -> None:
         ok("DELETE", f"/api/hubgate/clusters/{rich['name']}")  # already stopped: 200
         assert "not running" in refused(
             "POST", f"/api/hubgate/clusters/{rich['name']}/scale", {"count": 1}
+        )
+        assert "only a running cluster" in refused(
+            "GET", f"/api/hubgate/clusters/{rich['name']}/plots"
         )
     finally:
         for name in names:
