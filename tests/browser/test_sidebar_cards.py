@@ -406,6 +406,7 @@ async def test_progress_follows_the_start_live(hub: RunningHub, new_page: Any) -
     # Shares of the requested workers (set as widths; the bar animates towards them).
     widths = await bar.evaluate("bar => [...bar.children].map(c => parseFloat(c.style.width))")
     assert [round(w) for w in widths] == [67, 33], widths
+    await warming.screenshot(path=str(SCREENSHOTS / "sidebar-progress.png"))
 
     stage["cluster"] = fake_cluster("RUNNING", 3, 0, 3)
     await expect(progress).to_be_hidden()
