@@ -10,20 +10,11 @@ from __future__ import annotations
 import pytest
 
 from hubgate.spawners.base import Phase
-from hubgate.spawners.batch_parsing import (
-    JobInfo,
-    JobParseError,
-    parse_bjobs,
-    parse_lsf_job_id,
-    parse_pbs_job_id,
-    parse_qacct,
-    parse_qstat_full,
-    parse_qstat_xml,
-    parse_scontrol_job,
-    parse_sge_job_id,
-    parse_slurm_job_id,
-    parse_squeue,
-)
+from hubgate.spawners.batch.lsf import parse_bjobs, parse_lsf_job_id
+from hubgate.spawners.batch.parsing import JobInfo, JobParseError
+from hubgate.spawners.batch.pbs import parse_pbs_job_id, parse_qstat_full
+from hubgate.spawners.batch.sge import parse_qacct, parse_qstat_xml, parse_sge_job_id
+from hubgate.spawners.batch.slurm import parse_scontrol_job, parse_slurm_job_id, parse_squeue
 
 # -- Slurm (captured) ------------------------------------------------------------------
 

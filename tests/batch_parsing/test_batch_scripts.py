@@ -8,20 +8,14 @@ import pytest
 from traitlets.config import Config
 
 from hubgate.spawners.base import BackendError, ProcessSpec
-from hubgate.spawners.batch import (
-    LSFBackend,
-    PBSBackend,
-    SGEBackend,
-    SlurmBackend,
-    SystemAccount,
-)
-from hubgate.spawners.batch_command import CommandError, run_command
-from hubgate.spawners.batch_script import (
-    JobRequest,
-    format_walltime,
-    parse_walltime,
-    render_script,
-)
+from hubgate.spawners.batch.base import SystemAccount
+from hubgate.spawners.batch.command import CommandError, run_command
+from hubgate.spawners.batch.htcondor import HTCondorBackend
+from hubgate.spawners.batch.lsf import LSFBackend
+from hubgate.spawners.batch.pbs import PBSBackend
+from hubgate.spawners.batch.script import JobRequest, format_walltime, parse_walltime
+from hubgate.spawners.batch.sge import SGEBackend
+from hubgate.spawners.batch.slurm import SlurmBackend
 
 ACCOUNT = SystemAccount(name="alice", uid=1000, home="/home/users/alice")
 STAGING = "/home/users/alice/.hubgate/c1/w1"
@@ -45,7 +39,7 @@ def worker_spec(**kwargs) -> ProcessSpec:
 
 def rendered(backend, spec: ProcessSpec) -> str:
     request = backend.job_request(spec, ACCOUNT, STAGING, f"{STAGING}/job.out")
-    return render_script(request, backend.directive_prefix, backend.job_directives(request))
+    return backend.render_submission(request).text
 
 
 SLURM_SCRIPT = """\
@@ -226,7 +220,7 @@ def test_configured_from_a_parent_config():
     assert LSFBackend().cancel_command == ["bkill", "{job_id}"]
 
 
-@pytest.mark.parametrize("cls", [SlurmBackend, PBSBackend, SGEBackend, LSFBackend])
+@pytest.mark.parametrize("cls", [SlurmBackend, PBSBackend, SGEBackend, LSFBackend, HTCondorBackend])
 def test_every_option_has_help(cls):
     for name, trait in cls.class_traits(config=True).items():
         assert trait.help and trait.help.strip(), f"{cls.__name__}.{name} has no help"

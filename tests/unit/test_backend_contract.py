@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from hubgate.spawners import batch, kubernetes, local
+from hubgate.spawners import kubernetes, local
 from hubgate.spawners.base import (
     Backend,
     ProcessSpec,
@@ -18,9 +18,11 @@ from hubgate.spawners.base import (
     ProcessStatus,
     missing_hooks,
 )
-from hubgate.spawners.batch import BatchBackend, SlurmBackend
-from hubgate.spawners.batch_parsing import JobInfo
-from hubgate.spawners.batch_script import JobRequest
+from hubgate.spawners.batch import htcondor, lsf, pbs, sge, slurm
+from hubgate.spawners.batch.base import BatchBackend, QueueBackend, Submission
+from hubgate.spawners.batch.parsing import JobInfo
+from hubgate.spawners.batch.script import JobRequest
+from hubgate.spawners.batch.slurm import SlurmBackend
 
 
 class _Starts:
@@ -68,7 +70,7 @@ def test_a_batch_backend_missing_the_system_hooks_cannot_be_defined() -> None:
 
     message = str(info.value)
     assert "NoCommandsBackend" in message
-    assert "job_directives, query_jobs, queue_and_project" in message
+    assert "query_jobs, queue_and_project, render_submission" in message
     assert "parse_job_id" not in message
 
 
@@ -76,9 +78,9 @@ def test_a_queue_system_backend_missing_a_hook_cannot_be_defined() -> None:
     # PBS, SGE and LSF share an abstract base of their own (queues and projects).
     with pytest.raises(TypeError, match="HalfQueueBackend does not implement query_jobs:"):
 
-        class HalfQueueBackend(batch._QueueBackend):
-            def job_directives(self, request: JobRequest) -> list[str]:
-                return []
+        class HalfQueueBackend(QueueBackend):
+            def render_submission(self, request: JobRequest) -> Submission:
+                return Submission("")
 
             def parse_job_id(self, output: str) -> str:
                 return output.strip()
@@ -142,7 +144,7 @@ def _shipped_backends() -> list[type[Backend]]:
 
 
 def test_every_shipped_backend_fulfils_the_contract() -> None:
-    assert {local, batch, kubernetes}  # imported: their classes are defined
+    assert {local, kubernetes, slurm, pbs, sge, lsf, htcondor}  # their classes are defined
     shipped = _shipped_backends()
     concrete = [cls for cls in shipped if not cls.__dict__.get("__abstract__", False)]
     names = {cls.__name__ for cls in concrete}
@@ -153,6 +155,7 @@ def test_every_shipped_backend_fulfils_the_contract() -> None:
         "PBSBackend",
         "SGEBackend",
         "LSFBackend",
+        "HTCondorBackend",
         "KubernetesBackend",
     } <= names
     assert {cls.__name__: missing_hooks(cls) for cls in concrete} == {

@@ -12,9 +12,9 @@ import pytest
 from kubernetes_asyncio.client.exceptions import ApiException
 
 from hubgate.spawners.base import BackendError
-from hubgate.spawners.batch import PBSBackend
-from hubgate.spawners.batch_command import failure, run_command
-from hubgate.spawners.batch_parsing import JobInfo
+from hubgate.spawners.batch.command import failure, run_command
+from hubgate.spawners.batch.parsing import JobInfo
+from hubgate.spawners.batch.pbs import PBSBackend
 from hubgate.spawners.kubernetes import KubernetesBackend
 
 OTHERS = "job 99.pbs of carol: /home/carol/project-secret.txt"

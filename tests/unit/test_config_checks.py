@@ -41,7 +41,13 @@ from hubgate.options import (
     worker_memory_field,
 )
 from hubgate.spawners.base import ProcessSpec
-from hubgate.spawners.batch import LSFBackend, PBSBackend, SGEBackend, SlurmBackend
+from hubgate.spawners.batch import (
+    HTCondorBackend,
+    LSFBackend,
+    PBSBackend,
+    SGEBackend,
+    SlurmBackend,
+)
 from hubgate.spawners.kubernetes import KubernetesBackend
 from hubgate.spawners.local import LocalBackend, UnsafeLocalBackend
 from tests.batch_parsing.test_batch_scripts import rendered, worker_spec
@@ -347,15 +353,20 @@ RESOURCE_SAMPLES = {
 }
 
 
-@pytest.mark.parametrize("backend_class", [SlurmBackend, PBSBackend, SGEBackend, LSFBackend])
+# An extra line in each system's own syntax.
+EXTRA_LINE = {SlurmBackend: "--comment=hubgate_test", HTCondorBackend: "+hubgate_test = 1"}
+
+
+@pytest.mark.parametrize(
+    "backend_class", [SlurmBackend, PBSBackend, SGEBackend, LSFBackend, HTCondorBackend]
+)
 def test_each_resource_a_batch_backend_declares_reaches_its_job(backend_class: type) -> None:
     backend = backend_class()
     plain = rendered(backend, worker_spec())
     assert set(backend_class.accepted_resources) >= {"account", "walltime", "directives"}
     for key in backend_class.accepted_resources:
         if key == "directives":
-            slurm = backend_class is SlurmBackend
-            value = ["--comment=hubgate_test" if slurm else "-l hubgate_test=1"]
+            value = [EXTRA_LINE.get(backend_class, "-l hubgate_test=1")]
             job = rendered(backend, worker_spec(resources={key: value}))
             assert "hubgate_test" in job and "hubgate_test" not in plain, key
             continue

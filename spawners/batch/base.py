@@ -1,4 +1,4 @@
-"""Clusters as batch jobs: Slurm (JASMIN's LOTUS), PBS Pro/Torque, SGE and LSF.
+"""Clusters as batch jobs: what Slurm, PBS, SGE, LSF and HTCondor have in common.
 
 Each scheduler and each worker is one batch job, submitted as the user (through a
 prefix such as ``runuser -u {username} --`` or ``sudo -n -u {username}``), with its
@@ -7,14 +7,19 @@ credentials in a staging folder under the user's home that the user owns::
     ~/.hubgate/<cluster>/<name>/   (0700)  ca.crt, worker.crt, worker.key (0600),
                                            job.out (the job's output), exit.json
 
-The job script (see :mod:`.batch_script`) exports the environment, runs the cluster's
+The job script (see :mod:`.script`) exports the environment, runs the cluster's
 ``setup`` snippet and then ``exec``s the process. ``poll`` asks the batch system about all
 jobs in one call; ``stop`` cancels and waits until the job has left the queue.
 
+:class:`BatchBackend` is that lifecycle; a system (one module each: ``slurm.py``,
+``pbs.py``, ``sge.py``, ``lsf.py``, ``htcondor.py``) writes the hooks it leaves abstract:
+``render_submission`` (the whole text its submit command reads, plus any file to stage
+beside it), ``parse_job_id``, ``query_jobs`` and ``queue_and_project``.
+
 Commands, job-id parsing and state patterns build on batchspawner (see
-:mod:`.batch_parsing`); unlike batchspawner every command is an argument list, every
-value in a script is checked or quoted, and neither the script nor the environment is
-ever logged.
+:mod:`.parsing`); unlike batchspawner every command is an argument list, every value in
+a script is checked or quoted, and neither the script nor the environment is ever
+logged.
 """
 
 from __future__ import annotations
@@ -28,60 +33,28 @@ import os
 import posixpath
 import pwd
 import re
-import shlex
 import stat
 import sys
 from abc import abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from batchspawner.batchspawner import (
-    GridengineSpawner,
-    LsfSpawner,
-    PBSSpawner,
-    SlurmSpawner,
-)
 from traitlets import Bool, Float, List, Unicode, Union, default
 from traitlets import Callable as CallableTrait
 
-from ..dashboard_guard import DASHBOARD_SECRET_FILE
-from .accounts import AccountRefused, check_uid
-from .base import Backend, BackendError, Phase, ProcessSpec, ProcessState, ProcessStatus
-from .batch_command import CommandError, CommandResult, failure, run_command
-from .batch_parsing import (
-    BJOBS_FIELDS,
-    JobInfo,
-    JobParseError,
-    parse_bjobs,
-    parse_lsf_job_id,
-    parse_pbs_job_id,
-    parse_qacct,
-    parse_qstat_full,
-    parse_qstat_xml,
-    parse_scontrol_job,
-    parse_sge_job_id,
-    parse_slurm_job_id,
-    parse_squeue,
-)
-from .batch_script import (
-    JobRequest,
-    check_directive,
-    check_directive_value,
-    lsf_directives,
-    parse_walltime,
-    pbs_directives,
-    render_script,
-    sge_directives,
-    slurm_directives,
-)
+from ...dashboard_guard import DASHBOARD_SECRET_FILE
+from ..accounts import AccountRefused, check_uid
+from ..base import Backend, BackendError, Phase, ProcessSpec, ProcessState, ProcessStatus
+from .command import CommandError, CommandResult, failure, run_command
+from .parsing import JobInfo, JobParseError
+from .script import JobRequest, check_directive, check_directive_value, parse_walltime
 
 __all__ = [
     "BatchBackend",
-    "LSFBackend",
-    "PBSBackend",
-    "SGEBackend",
-    "SlurmBackend",
+    "QueueBackend",
+    "Submission",
+    "SystemAccount",
 ]
 
 # POSIX-ish account names (useradd's default rule, plus upper case for LDAP sites).
@@ -97,9 +70,14 @@ EXIT_FILE = "exit.json"
 _QUERY_CHUNK = 200
 
 
-def _batchspawner_command(cls: type, trait: str) -> list[str]:
-    """A batchspawner command default (``"scancel {job_id}"``) as an argv template."""
-    return shlex.split(str(cls.class_traits()[trait].default_value))
+@dataclass(frozen=True)
+class Submission:
+    """What a batch system is given for one job: ``text``, which its submit command reads
+    on stdin (a job script with directives, or a submit description), and ``files`` to
+    stage in the job's folder before it is submitted (a script the description runs)."""
+
+    text: str
+    files: Mapping[str, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -149,18 +127,23 @@ def _read_tail(path: str, max_lines: int, owner: str) -> str | None:
     return "\n".join(lines[-max_lines:]) + ("\n" if lines else "")
 
 
+def _job_id(state: ProcessState) -> str:
+    return str(state.get("job_id") or "")
+
+
 class BatchBackend(Backend):
-    """What Slurm, PBS, SGE and LSF have in common. Subclasses say how to write
-    directives, submit, query and cancel on their system: the abstract hooks below
-    (``job_directives``, ``parse_job_id``, ``query_jobs``, ``queue_and_project``) join
+    """What every batch system has in common. Subclasses say how to describe, submit,
+    query and cancel a job on their system: the abstract hooks below
+    (``render_submission``, ``parse_job_id``, ``query_jobs``, ``queue_and_project``) join
     the backend contract and are checked when a subclass is defined."""
 
     __abstract__ = True
 
     #: The batch system's name in messages ("Slurm job 12 ...").
     system_name: ClassVar[str] = ""
-    #: How directive lines start in a job script ("#SBATCH").
-    directive_prefix: ClassVar[str] = ""
+    #: Files the batch system writes in the staging folder besides ``output_file``
+    #: (HTCondor's error and event logs), removed before a new job of the same name.
+    system_files: ClassVar[tuple[str, ...]] = ()
     #: What a cluster's options may set per job (read by ``job_request``).
     accepted_resources: ClassVar[dict[str, str]] = {
         "account": "the account (allocation) charged, instead of BatchBackend.account",
@@ -338,7 +321,7 @@ class BatchBackend(Backend):
         config=True,
         help="""Python interpreter, with hubgate installed and usable by every user, that
         creates staging folders as the user (``python -I -m
-        hubgate.spawners.batch_staging``). Defaults to the service's own interpreter.""",
+        hubgate.spawners.batch.staging``). Defaults to the service's own interpreter.""",
     )
 
     scheduler_on_service_host = Bool(
@@ -371,10 +354,15 @@ class BatchBackend(Backend):
     # -- hooks for each batch system (abstract: checked when a subclass is defined) ----
 
     @abstractmethod
-    def job_directives(self, request: JobRequest) -> list[str]:
-        """The directive lines (without the prefix) that request ``request``'s
-        resources on this system."""
+    def render_submission(self, request: JobRequest) -> Submission:
+        """Everything this system is given to run ``request``: the job script with its
+        directives, or a submit description and the script it runs. Pure: no I/O."""
         raise NotImplementedError
+
+    def check_extra_line(self, line: str) -> str:
+        """One extra line (``extra_directives``, the cluster's ``directives``) checked
+        for this system: here a directive option such as ``--gres=gpu:1``."""
+        return check_directive(line)
 
     @abstractmethod
     def parse_job_id(self, output: str) -> str:
@@ -422,11 +410,11 @@ class BatchBackend(Backend):
         staging = self._staging_path(account, spec)
         output = posixpath.join(staging, self.output_file)
         request = self.job_request(spec, account, staging, output)
-        script = render_script(request, self.directive_prefix, self.job_directives(request))
-        await self._prepare_staging(account, staging, spec.files)
+        submission = self.render_submission(request)
+        await self._prepare_staging(account, staging, {**spec.files, **submission.files})
         argv = [*self._prefix(account), *self._submit_command()]
         try:
-            result = await self._run(argv, input=script.encode())
+            result = await self._run(argv, input=submission.text.encode())
             job_id = self.parse_job_id(result.stdout)
         except (BackendError, JobParseError) as exc:
             await self._clean_staging(account, staging)
@@ -475,21 +463,18 @@ class BatchBackend(Backend):
         )
         for i, status in zip(gone, ended, strict=True):
             results[i] = status
+        stuck = [states[i] for i in gone if getattr(infos.get(_job_id(states[i])), "stuck", False)]
+        await asyncio.gather(*(self._cancel_stuck(state) for state in stuck))
         return [r for r in results if r is not None]
 
     async def stop(self, state: ProcessState) -> None:
         if "local" in state:
             await self._local_backend().stop(state["local"])
             return
-        job_id = str(state.get("job_id") or "")
-        if not job_id:
+        if not _job_id(state):
             return
         account = self._stored_account(state)
-        argv = [
-            *(self._prefix(account) if self.cancel_as_user else []),
-            *(arg.format(job_id=job_id) for arg in self._cancel_command()),
-        ]
-        result = await self._run(argv, check=False)
+        result = await self._run(self._cancel_argv(state), check=False)
         if result.returncode != 0 and await self._in_queue(state):
             raise failure(result)
         await self._wait_gone(state)
@@ -540,11 +525,11 @@ class BatchBackend(Backend):
         queue, project = self.queue_and_project(resources)
         account_name = str(resources.get("account") or self.account)
         walltime_text = str(resources.get("walltime") or self.walltime)
-        directives = [check_directive(d) for d in self.extra_directives]
+        directives = [self.check_extra_line(d) for d in self.extra_directives]
         extra = resources.get("directives") or []
         if isinstance(extra, str):
             extra = [line for line in extra.splitlines() if line.strip()]
-        directives += [check_directive(str(d)) for d in extra]
+        directives += [self.check_extra_line(str(d)) for d in extra]
         env = dict(spec.env)
         env.setdefault("HUBGATE_LISTEN_HOST", self.listen_host)
         env.setdefault("HUBGATE_EXIT_FILE", posixpath.join(staging, EXIT_FILE))
@@ -565,10 +550,24 @@ class BatchBackend(Backend):
             extra_directives=tuple(directives),
             advertise_host_command=tuple(self.advertise_host_command),
             shell=self.job_shell,
+            user=account.name,
+            folder=staging,
         )
 
     def pending_reason(self, info: JobInfo) -> str:
         return f"queued: {info.reason}" if info.reason else "queued"
+
+    def ended_reason(self, job_id: str, final: JobInfo | None) -> str:
+        """Why job ``job_id`` is gone, for the user, from the system's last word on it
+        (``None`` when it no longer knows the job)."""
+        if final is None:
+            return f"{self.system_name} job {job_id} is no longer in the queue"
+        reason = f"{self.system_name} job {job_id} ended ({final.state})"
+        if final.signal:
+            reason += f", killed by signal {final.signal}"
+        elif final.exit_code is not None:
+            reason += f" with exit code {final.exit_code}"
+        return reason
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -577,6 +576,19 @@ class BatchBackend(Backend):
 
     def _cancel_command(self) -> list[str]:
         return list(self.cancel_command)
+
+    def _cancel_argv(self, state: ProcessState) -> list[str]:
+        prefix = self._prefix(self._stored_account(state)) if self.cancel_as_user else []
+        return [*prefix, *(arg.format(job_id=_job_id(state)) for arg in self._cancel_command())]
+
+    async def _cancel_stuck(self, state: ProcessState) -> None:
+        """Cancel a job reported gone that its system still holds (HTCondor's held
+        jobs), without waiting: the process has been reported gone already."""
+        result = await self._run(self._cancel_argv(state), check=False)
+        if result.returncode != 0:
+            self.log.warning(
+                "Could not cancel %s job %s: %s", self.system_name, _job_id(state), failure(result)
+            )
 
     def _local_backend(self) -> Backend:
         if self._local is None:
@@ -666,14 +678,14 @@ class BatchBackend(Backend):
     ) -> None:
         payload = {
             "files": {k: base64.b64encode(v).decode() for k, v in files.items()},
-            "remove": [self.output_file, EXIT_FILE],
+            "remove": [self.output_file, EXIT_FILE, *self.system_files],
         }
         argv = [
             *self._prefix(account),
             self.staging_python,
             "-I",
             "-m",
-            "hubgate.spawners.batch_staging",
+            "hubgate.spawners.batch.staging",
             "prepare",
             staging,
         ]
@@ -690,7 +702,7 @@ class BatchBackend(Backend):
             self.staging_python,
             "-I",
             "-m",
-            "hubgate.spawners.batch_staging",
+            "hubgate.spawners.batch.staging",
             "clean",
             staging,
             *_CREDENTIAL_FILES,
@@ -784,20 +796,15 @@ class BatchBackend(Backend):
     async def _gone_status(self, state: ProcessState, info: JobInfo | None) -> ProcessStatus:
         """Why a job left the queue, in words: the system's final state and exit code
         and the runtime's own exit record (the service adds the output's last lines)."""
-        job_id = str(state.get("job_id") or "")
+        job_id = _job_id(state)
         if not job_id:
             return ProcessStatus(Phase.GONE, "no batch job was recorded for this process")
-        final = await self.finished_job(job_id) or info
+        # A stuck job is still in the queue: what the query said is all there is.
+        final = info if info is not None and info.stuck else None
+        final = final or await self.finished_job(job_id) or info
         record = await self._exit_record(state)
         exit_code = final.exit_code if final else None
-        if final is not None:
-            reason = f"{self.system_name} job {job_id} ended ({final.state})"
-            if final.signal:
-                reason += f", killed by signal {final.signal}"
-            elif final.exit_code is not None:
-                reason += f" with exit code {final.exit_code}"
-        else:
-            reason = f"{self.system_name} job {job_id} is no longer in the queue"
+        reason = self.ended_reason(job_id, final)
         if record is not None:
             reason += f"; the process {record.describe()}"
             if exit_code is None:
@@ -805,102 +812,7 @@ class BatchBackend(Backend):
         return ProcessStatus(Phase.GONE, reason, exit_code)
 
 
-def _ids_lost_only(stderr: str, marker: str) -> bool:
-    """True when every stderr line only says that some job id is unknown."""
-    lines = [ln for ln in stderr.splitlines() if ln.strip()]
-    return all(marker in ln for ln in lines)
-
-
-class SlurmBackend(BatchBackend):
-    """Each scheduler and worker is a Slurm job (``sbatch``/``squeue``/``scancel``)."""
-
-    backend_name = "slurm"
-    system_name = "Slurm"
-    directive_prefix = "#SBATCH"
-    accepted_resources: ClassVar[dict[str, str]] = {
-        **BatchBackend.accepted_resources,
-        "partition": "the Slurm partition, instead of SlurmBackend.partition",
-        "queue": "another name for partition",
-        "qos": "the Slurm quality of service, instead of SlurmBackend.qos",
-    }
-
-    partition = Unicode(
-        "",
-        config=True,
-        help="""Slurm partition for the jobs (``--partition``); empty for the default
-        partition. A cluster option ``partition`` (or ``queue``) overrides it.""",
-    )
-
-    qos = Unicode(
-        "",
-        config=True,
-        help="""Slurm quality of service (``--qos``); empty for none. A cluster option
-        ``qos`` overrides it.""",
-    )
-
-    query_command = List(
-        Unicode(),
-        default_value=["squeue", "-h", "--states=all", "-o", "%i %T %r", "-j", "{job_ids}"],
-        config=True,
-        help="""Command that lists the state of several jobs at once, as an argument list
-        with ``{job_ids}`` (comma separated). Its output must be ``%i %T %r`` lines.
-        ``--states=all`` keeps jobs that just ended visible with their final state.""",
-    )
-
-    finished_command = List(
-        Unicode(),
-        default_value=["scontrol", "show", "job", "-o", "{job_id}"],
-        config=True,
-        help="""Command that describes a job that has ended (state and ExitCode), as an
-        argument list with ``{job_id}``.""",
-    )
-
-    @default("submit_command")
-    def _default_submit(self) -> list[str]:
-        return _batchspawner_command(SlurmSpawner, "batch_submit_cmd")
-
-    @default("cancel_command")
-    def _default_cancel(self) -> list[str]:
-        return _batchspawner_command(SlurmSpawner, "batch_cancel_cmd")
-
-    def queue_and_project(self, resources: dict[str, Any]) -> tuple[str, str]:
-        queue = resources.get("partition") or resources.get("queue") or self.partition
-        return str(queue), str(resources.get("qos") or self.qos)
-
-    def job_directives(self, request: JobRequest) -> list[str]:
-        return slurm_directives(request)
-
-    def parse_job_id(self, output: str) -> str:
-        return parse_slurm_job_id(output)
-
-    async def query_jobs(
-        self, job_ids: Sequence[str], prefix: Sequence[str] = ()
-    ) -> dict[str, JobInfo]:
-        argv = [*prefix, *(a.format(job_ids=",".join(job_ids)) for a in self.query_command)]
-        result = await self._run(argv, check=False)
-        if result.returncode != 0:
-            # A lone id Slurm has forgotten: "Invalid job id specified" (exit 1).
-            if _ids_lost_only(result.stderr, "Invalid job id"):
-                return {}
-            raise failure(result)
-        return parse_squeue(result.stdout)
-
-    async def finished_job(self, job_id: str, prefix: Sequence[str] = ()) -> JobInfo | None:
-        argv = [*prefix, *(a.format(job_id=job_id) for a in self.finished_command)]
-        result = await self._run(argv, check=False)
-        if result.returncode != 0:
-            return None
-        return parse_scontrol_job(result.stdout)
-
-    async def job_node(self, state: ProcessState) -> str:
-        # squeue's lines have no node; scontrol's BatchHost is the node of the script.
-        user = str(state.get("username") or "") if self.query_as_user else ""
-        prefix = self._prefix(SystemAccount(user, -1, "")) if user else []
-        info = await self.finished_job(str(state.get("job_id")), prefix)
-        return info.node if info is not None else ""
-
-
-class _QueueBackend(BatchBackend):
+class QueueBackend(BatchBackend):
     """PBS, SGE and LSF call partitions queues and QOS-like things projects."""
 
     __abstract__ = True
@@ -929,144 +841,3 @@ class _QueueBackend(BatchBackend):
     def queue_and_project(self, resources: dict[str, Any]) -> tuple[str, str]:
         queue = resources.get("queue") or resources.get("partition") or self.queue
         return str(queue), str(resources.get("project") or self.project)
-
-
-class PBSBackend(_QueueBackend):
-    """Each process is a PBS Pro or Torque job (``qsub``/``qstat``/``qdel``)."""
-
-    backend_name = "pbs"
-    system_name = "PBS"
-    directive_prefix = "#PBS"
-
-    torque = Bool(
-        False,
-        config=True,
-        help="""Write Torque resource requests (``-l nodes=1:ppn=N``, ``-l mem=``) instead
-        of PBS Pro's (``-l select=1:ncpus=N:mem=``), and query with ``qstat -f`` (Torque
-        keeps finished jobs as state C) instead of ``qstat -f -x``.""",
-    )
-
-    @default("submit_command")
-    def _default_submit(self) -> list[str]:
-        return _batchspawner_command(PBSSpawner, "batch_submit_cmd")
-
-    @default("cancel_command")
-    def _default_cancel(self) -> list[str]:
-        return _batchspawner_command(PBSSpawner, "batch_cancel_cmd")
-
-    def job_directives(self, request: JobRequest) -> list[str]:
-        return pbs_directives(request, torque=self.torque)
-
-    def parse_job_id(self, output: str) -> str:
-        return parse_pbs_job_id(output)
-
-    async def query_jobs(
-        self, job_ids: Sequence[str], prefix: Sequence[str] = ()
-    ) -> dict[str, JobInfo]:
-        argv = [*prefix, "qstat", "-f", *([] if self.torque else ["-x"]), *job_ids]
-        result = await self._run(argv, check=False)
-        if result.returncode != 0 and not _ids_lost_only(result.stderr, "Unknown Job Id"):
-            raise failure(result)
-        reported = parse_qstat_full(result.stdout)
-        # qsub may print a shorter server name than qstat: match on the sequence number.
-        by_number = {key.split(".", 1)[0]: info for key, info in reported.items()}
-        return {
-            job_id: reported.get(job_id) or by_number[job_id.split(".", 1)[0]]
-            for job_id in job_ids
-            if job_id in reported or job_id.split(".", 1)[0] in by_number
-        }
-
-
-class SGEBackend(_QueueBackend):
-    """Each process is a (Son of / Univa / Altair) Grid Engine job."""
-
-    backend_name = "sge"
-    system_name = "SGE"
-    directive_prefix = "#$"
-
-    parallel_environment = Unicode(
-        "smp",
-        config=True,
-        help="""Parallel environment for jobs with more than one core (``-pe <pe> N``);
-        empty to request cores otherwise (e.g. through ``extra_directives``).""",
-    )
-
-    memory_resource = Unicode(
-        "h_vmem",
-        config=True,
-        help="""Resource that requests memory per slot (``-l h_vmem=...``), such as
-        ``h_vmem``, ``mem_free`` or ``m_mem_free``; empty to request none.""",
-    )
-
-    @default("submit_command")
-    def _default_submit(self) -> list[str]:
-        return _batchspawner_command(GridengineSpawner, "batch_submit_cmd")
-
-    @default("cancel_command")
-    def _default_cancel(self) -> list[str]:
-        return _batchspawner_command(GridengineSpawner, "batch_cancel_cmd")
-
-    def job_directives(self, request: JobRequest) -> list[str]:
-        return sge_directives(
-            request,
-            parallel_environment=self.parallel_environment,
-            memory_resource=self.memory_resource,
-        )
-
-    def parse_job_id(self, output: str) -> str:
-        return parse_sge_job_id(output)
-
-    def pending_reason(self, info: JobInfo) -> str:
-        # qstat -xml gives no queue reason, only "held" or "suspended" from the code.
-        return info.reason or "queued"
-
-    async def query_jobs(
-        self, job_ids: Sequence[str], prefix: Sequence[str] = ()
-    ) -> dict[str, JobInfo]:
-        # qstat lists everyone's jobs with -u '*' (no shell here, so no quotes).
-        result = await self._run([*prefix, "qstat", "-xml", "-u", "*"])
-        wanted = set(job_ids)
-        try:
-            return {k: v for k, v in parse_qstat_xml(result.stdout).items() if k in wanted}
-        except JobParseError as exc:
-            raise BackendError(f"cannot read the output of qstat: {exc}") from exc
-
-    async def finished_job(self, job_id: str) -> JobInfo | None:
-        result = await self._run(["qacct", "-j", job_id], check=False)
-        return parse_qacct(result.stdout) if result.returncode == 0 else None
-
-
-class LSFBackend(_QueueBackend):
-    """Each process is an IBM Spectrum LSF job (``bsub``/``bjobs``/``bkill``)."""
-
-    backend_name = "lsf"
-    system_name = "LSF"
-    directive_prefix = "#BSUB"
-
-    @default("submit_command")
-    def _default_submit(self) -> list[str]:
-        return _batchspawner_command(LsfSpawner, "batch_submit_cmd")
-
-    @default("cancel_command")
-    def _default_cancel(self) -> list[str]:
-        return _batchspawner_command(LsfSpawner, "batch_cancel_cmd")
-
-    def job_directives(self, request: JobRequest) -> list[str]:
-        return lsf_directives(request)
-
-    def parse_job_id(self, output: str) -> str:
-        return parse_lsf_job_id(output)
-
-    def pending_reason(self, info: JobInfo) -> str:
-        if info.state in ("PSUSP", "USUSP", "SSUSP"):
-            return f"suspended ({info.state})"
-        return super().pending_reason(info)
-
-    async def query_jobs(
-        self, job_ids: Sequence[str], prefix: Sequence[str] = ()
-    ) -> dict[str, JobInfo]:
-        argv = [*prefix, "bjobs", "-a", "-noheader", "-o", BJOBS_FIELDS, *job_ids]
-        result = await self._run(argv, check=False)
-        if result.returncode != 0 and not _ids_lost_only(result.stderr, "is not found"):
-            raise failure(result)
-        return parse_bjobs(result.stdout)

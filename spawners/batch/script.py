@@ -1,5 +1,11 @@
 """Pure builders for batch job scripts: a :class:`JobRequest` in, the script text out.
 
+Each system renders its whole submission from a request (its own module's
+``render_submission``); what they share is here: the request, the checks and the job
+script's body, which exports the environment, runs the setup and ``exec``s the process.
+Systems with directive lines (``#SBATCH``, ``#PBS``) put them above that body with
+:func:`directive_lines`; HTCondor submits a description that runs the body as a file.
+
 Every value that reaches a script is checked or quoted here:
 
 - directive values (queue, account, project, walltime, paths, names) must match a
@@ -21,19 +27,17 @@ import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from .base import BackendError
+from ..base import BackendError
 
 __all__ = [
     "JobRequest",
     "check_directive",
     "check_directive_value",
+    "common_walltime",
+    "directive_lines",
     "format_walltime",
-    "lsf_directives",
     "parse_walltime",
-    "pbs_directives",
     "render_script",
-    "sge_directives",
-    "slurm_directives",
 ]
 
 # Letters, digits and the punctuation queue, account and host names and paths use.
@@ -100,11 +104,14 @@ class JobRequest:
     account: str = ""
     project: str = ""  # Slurm QOS, SGE/LSF/PBS project
     walltime_seconds: int | None = None
+    # Site and cluster extra lines in the system's own syntax, checked by its renderer.
     extra_directives: tuple[str, ...] = ()
     # Shell command whose output the job exports as HUBGATE_ADVERTISE_HOST, e.g.
     # ("hostname",); empty: leave the choice to the process runtime.
     advertise_host_command: tuple[str, ...] = field(default=())
     shell: str = "/bin/bash"  # runs the script; the body is POSIX sh, the setup may not be
+    user: str = ""  # the system account the job runs as (HTCondor's accounting user)
+    folder: str = ""  # the job's staging folder (credentials, output, a staged script)
 
     def __post_init__(self) -> None:
         for what, value in (
@@ -115,10 +122,10 @@ class JobRequest:
             ("account", self.account),
             ("project", self.project),
             ("job shell", self.shell),
+            ("user", self.user),
+            ("staging folder", self.folder),
         ):
             check_directive_value(what, value)
-        for line in self.extra_directives:
-            check_directive(line)
         for name, _ in self.env:
             if not _ENV_NAME.fullmatch(name):
                 raise BackendError(
@@ -129,11 +136,22 @@ class JobRequest:
             raise BackendError("a batch job needs at least 1 core and 1 MiB of memory")
 
 
-def render_script(request: JobRequest, directive_prefix: str, directives: Sequence[str]) -> str:
-    """The whole job script: shebang, directives, environment, setup, ``exec argv``."""
-    lines = [f"#!{request.shell}"]
-    lines += [f"{directive_prefix} {d}" for d in directives]
+def directive_lines(prefix: str, directives: Sequence[str]) -> list[str]:
+    """``#SBATCH --mem=4096M``-style header lines. Each is checked (one option, one
+    line), so a request built by hand cannot smuggle in a second directive."""
+    return [f"{prefix} {check_directive(d)}" for d in directives]
+
+
+def render_script(
+    request: JobRequest, header: Sequence[str] = (), *, merge_stderr: bool = False
+) -> str:
+    """The whole job script: shebang, ``header`` lines (a system's directives),
+    environment, setup, ``exec argv``. ``merge_stderr`` sends the script's stderr to its
+    stdout, for systems that write them to two files (the service reads one)."""
+    lines = [f"#!{request.shell}", *header]
     lines += ["", "# Written by hubgate: one Dask process per batch job.", "umask 077"]
+    if merge_stderr:
+        lines.append("exec 2>&1")
     lines += [f"export {name}={shlex.quote(value)}" for name, value in request.env]
     if request.advertise_host_command:
         lines.append(f'HUBGATE_ADVERTISE_HOST="$({shlex.join(request.advertise_host_command)})"')
@@ -155,96 +173,7 @@ def render_script(request: JobRequest, directive_prefix: str, directives: Sequen
     return "\n".join(lines)
 
 
-def _common_walltime(request: JobRequest, *, with_seconds: bool = True) -> str:
+def common_walltime(request: JobRequest, *, with_seconds: bool = True) -> str:
+    """The request's walltime as ``HH:MM:SS`` (or ``HH:MM``); the request must have one."""
     assert request.walltime_seconds is not None
     return format_walltime(request.walltime_seconds, with_seconds=with_seconds)
-
-
-def slurm_directives(request: JobRequest) -> list[str]:
-    d = [
-        f"--job-name={request.job_name}",
-        f"--output={request.output}",
-        f"--chdir={request.workdir}",
-        "--nodes=1",
-        "--ntasks=1",
-        f"--cpus-per-task={request.cores}",
-        f"--mem={request.memory_mib}M",
-    ]
-    if request.queue:
-        d.append(f"--partition={request.queue}")
-    if request.account:
-        d.append(f"--account={request.account}")
-    if request.project:
-        d.append(f"--qos={request.project}")
-    if request.walltime_seconds is not None:
-        d.append(f"--time={_common_walltime(request)}")
-    return d + list(request.extra_directives)
-
-
-def pbs_directives(request: JobRequest, *, torque: bool = False) -> list[str]:
-    d = [f"-N {request.job_name}", f"-o {request.output}", "-j oe"]
-    if torque:
-        d += [f"-l nodes=1:ppn={request.cores}", f"-l mem={request.memory_mib}mb"]
-    else:
-        d.append(f"-l select=1:ncpus={request.cores}:mem={request.memory_mib}mb")
-    if request.queue:
-        d.append(f"-q {request.queue}")
-    if request.account:
-        d.append(f"-A {request.account}")
-    if request.project and not torque:
-        d.append(f"-P {request.project}")
-    if request.walltime_seconds is not None:
-        d.append(f"-l walltime={_common_walltime(request)}")
-    # PBS starts jobs in the home folder; -d (Torque) / cd below keep workdir explicit.
-    if torque:
-        d.append(f"-d {request.workdir}")
-    return d + list(request.extra_directives)
-
-
-def sge_directives(
-    request: JobRequest, *, parallel_environment: str = "smp", memory_resource: str = "h_vmem"
-) -> list[str]:
-    d = [
-        f"-N {request.job_name}",
-        f"-o {request.output}",
-        "-j y",
-        f"-S {request.shell}",
-        f"-wd {request.workdir}",
-    ]
-    if parallel_environment and request.cores > 1:
-        d.append(f"-pe {parallel_environment} {request.cores}")
-    if memory_resource:
-        # Grid Engine memory requests are per slot.
-        per_slot = math.ceil(request.memory_mib / request.cores)
-        d.append(f"-l {memory_resource}={per_slot}M")
-    if request.queue:
-        d.append(f"-q {request.queue}")
-    if request.account:
-        d.append(f"-A {request.account}")
-    if request.project:
-        d.append(f"-P {request.project}")
-    if request.walltime_seconds is not None:
-        d.append(f"-l h_rt={_common_walltime(request)}")
-    return d + list(request.extra_directives)
-
-
-def lsf_directives(request: JobRequest) -> list[str]:
-    d = [
-        f"-J {request.job_name}",
-        f"-o {request.output}",
-        f"-cwd {request.workdir}",
-        f"-n {request.cores}",
-        '-R "span[hosts=1]"',
-        f'-R "rusage[mem={request.memory_mib}MB]"',
-        f"-M {request.memory_mib}MB",
-    ]
-    if request.queue:
-        d.append(f"-q {request.queue}")
-    if request.project:
-        d.append(f"-P {request.project}")
-    if request.account:
-        # LSF has no accounts; its service classes / fair-share groups come closest.
-        d.append(f"-G {request.account}")
-    if request.walltime_seconds is not None:
-        d.append(f"-W {_common_walltime(request, with_seconds=False)}")
-    return d + list(request.extra_directives)
