@@ -50,7 +50,7 @@ class WhoAmIHandler(HubgateHandler):
 class RichOptionsHandler(HubgateHandler):
     async def get(self) -> None:
         option_set = await option_set_for(self.service.cluster_options, self.user)
-        self.write_json({"fields": option_set.rich_spec()})
+        self.write_json({"fields": option_set.rich_spec(), **option_set.form_schema()})
 
 
 class RichClustersHandler(HubgateHandler):

@@ -7,6 +7,14 @@ reads) and ``rich_spec()`` (plus help texts), and parses requests with
 ``OptionSet.parse``. The client rebuilds the same field objects from the spec
 (:meth:`Options._from_spec`), so a value is checked by the same code, with the same
 message, in the notebook and in the service.
+
+Every field also describes itself as JSON Schema (``Field.json_schema()``, with its
+message templates under ``x-hubgate-messages``) and form hints (``Field.ui_schema()``):
+``OptionSet.form_schema()`` is what the lab extension and the widgets build their forms
+from, so a new field type is a subclass here and nothing else. The official
+dask-gateway client knows six type names only: ``Field.official_type`` says which of
+them a field travels as on ``/api/v1/options`` (None: not sent there; the service
+applies its default).
 """
 
 from __future__ import annotations
@@ -15,7 +23,7 @@ import copy
 import html
 import inspect
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping, Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import yaml
 
@@ -41,6 +49,7 @@ __all__ = [
     "resources_per_worker_field",
     "standard_handler",
     "standard_handler_keys",
+    "template_literal",
     "worker_cores_field",
     "worker_memory_field",
     "worker_setup_field",
@@ -65,18 +74,58 @@ def _number_text(value: Any) -> str:
     return str(value)
 
 
+# A few words for the type of a bad value, for messages; keyed by JSON type so that
+# forms (which see JSON values) use the same words (the schema's ``x-hubgate-kinds``).
+KIND_WORDS = {
+    "boolean": "a boolean",
+    "number": "a number",
+    "string": "a string",
+    "array": "a list",
+    "object": "a dict",
+    "null": "nothing",
+}
+_JSON_TYPES = {
+    bool: "boolean",
+    int: "number",
+    float: "number",
+    str: "string",
+    list: "array",
+    tuple: "array",
+    dict: "object",
+    type(None): "null",
+}
+
+
 def _kind_of(value: Any) -> str:
     """A few words for the type of a bad value, for messages."""
-    kinds = {
-        bool: "a boolean",
-        int: "a number",
-        float: "a number",
-        str: "a string",
-        list: "a list",
-        tuple: "a list",
-        type(None): "nothing",
-    }
-    return kinds.get(type(value), f"a {type(value).__name__}")
+    json_type = _JSON_TYPES.get(type(value))
+    return KIND_WORDS[json_type] if json_type else f"a {type(value).__name__}"
+
+
+# The type names the official dask-gateway client can read (it looks them up in a fixed
+# table and fails with a KeyError on any other).
+OFFICIAL_TYPES = ("string", "bool", "int", "float", "select", "mapping")
+
+# How a form reads what people type for a field (``ui:options.input`` in the UI schema).
+FORM_INPUTS = ("text", "number", "checkbox", "choice", "yaml")
+
+
+def template_literal(text: str) -> str:
+    """Text placed in a message template as is (braces escaped)."""
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+class _Shown:
+    """A value in a message template: ``{got}`` is its number text, ``{got!r}`` its repr."""
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __format__(self, spec: str) -> str:
+        return _number_text(self.value)
+
+    def __repr__(self) -> str:
+        return repr(self.value)
 
 
 class Field:
@@ -98,12 +147,30 @@ class Field:
     """
 
     type_name: ClassVar[str] = ""
+    # The official client's type this field is sent as on /api/v1/options (one of
+    # OFFICIAL_TYPES; its values must be values this field accepts), or None to leave the
+    # field out there: the service then applies the default.
+    official_type: ClassVar[str | None] = None
+    # How forms read typed text for this field (one of FORM_INPUTS).
+    form_input: ClassVar[str] = "text"
     _registry: ClassVar[dict[str, type[Field]]] = {}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if cls.type_name:
-            Field._registry[cls.type_name] = cls
+        if not cls.type_name:
+            return
+        # A type that would break the official client or the forms fails at import.
+        if cls.official_type is not None and cls.official_type not in OFFICIAL_TYPES:
+            raise TypeError(
+                f"{cls.__name__}.official_type must be None or one of "
+                f"{', '.join(OFFICIAL_TYPES)}, got {cls.official_type!r}"
+            )
+        if cls.form_input not in FORM_INPUTS:
+            raise TypeError(
+                f"{cls.__name__}.form_input must be one of {', '.join(FORM_INPUTS)}, "
+                f"got {cls.form_input!r}"
+            )
+        Field._registry[cls.type_name] = cls
 
     def __init__(
         self,
@@ -143,16 +210,66 @@ class Field:
             "spec": self.type_spec(),
         }
 
+    def official_spec(self) -> dict[str, Any] | None:
+        """The entry ``/api/v1/options`` sends: ``spec()`` for the six types the official
+        client knows, the closest of them for other types, None for none."""
+        if self.official_type is None:
+            return None
+        if self.official_type == self.type_name:
+            return self.spec()
+        type_spec: dict[str, Any] = {"type": self.official_type}
+        # Only the constraints the official type's constructor takes (it gets them all).
+        if self.official_type in ("int", "float"):
+            type_spec["min"] = getattr(self, "min", None)
+            type_spec["max"] = getattr(self, "max", None)
+        elif self.official_type == "select":
+            type_spec["options"] = list(getattr(self, "options", ()))
+        return {**self.spec(), "spec": type_spec}
+
     def rich_spec(self) -> dict[str, Any]:
-        """The v1 entry plus hubgate's ``help`` text."""
-        return {**self.spec(), "help": self.help}
+        """The v1 entry plus hubgate's ``help`` text and the official type it falls
+        back to (so an older hubgate client can still read a newer type)."""
+        return {**self.spec(), "help": self.help, "official_type": self.official_type}
+
+    # -- the schema forms are built from ------------------------------------------
+    def value_schema(self) -> dict[str, Any]:
+        """The JSON Schema keywords a value must meet (the rules forms check)."""
+        raise NotImplementedError
+
+    def messages(self) -> dict[str, str]:
+        """Message templates keyed by the JSON Schema keyword a value fails: the one
+        source of this field's messages, here and in every form. Placeholders: ``{got}``
+        (a number as people write it), ``{got!r}`` (Python's repr), ``{kind}`` (a few
+        words for a value's type), ``{key}``, ``{where}``, ``{problem}``."""
+        raise NotImplementedError
+
+    def json_schema(self) -> dict[str, Any]:
+        """This field as a JSON Schema property, with its messages."""
+        return {
+            **self.value_schema(),
+            "title": self.label,
+            "description": self.help,
+            "default": self.get_default(),
+            "x-hubgate-messages": self.messages(),
+        }
+
+    def ui_schema(self) -> dict[str, Any]:
+        """Form hints (react-jsonschema-form's ``ui:`` keys)."""
+        return {"ui:help": self.help, "ui:options": {"input": self.form_input}}
+
+    def _fail(self, keyword: str, got: Any = None, **extra: Any) -> NoReturn:
+        """Raise this field's message for ``keyword``."""
+        raise ValueError(self.messages()[keyword].format(got=_Shown(got), **extra))
 
     @classmethod
     def from_spec(cls, entry: dict[str, Any]) -> Field:
-        """Rebuild a field from a v1 (or rich) spec entry sent by a server."""
+        """Rebuild a field from a v1 (or rich) spec entry sent by a server. A type this
+        client does not know is read as the official type the entry names, if any."""
         try:
             type_spec = dict(entry["spec"])
             type_name = type_spec.pop("type")
+            if type_name not in cls._registry and entry.get("official_type"):
+                type_name = entry["official_type"]
             field_cls = cls._registry[type_name]
         except KeyError as exc:
             raise ValueError(
@@ -191,9 +308,17 @@ class String(Field):
     def _initial_default(self, default: Any) -> Any:
         return "" if default is None else default
 
+    official_type = "string"
+
+    def value_schema(self) -> dict[str, Any]:
+        return {"type": "string"}
+
+    def messages(self) -> dict[str, str]:
+        return {"type": template_literal(self.field) + " must be a string, got {got!r}"}
+
     def validate(self, value: Any) -> str:
         if not isinstance(value, str):
-            raise ValueError(f"{self.field} must be a string, got {value!r}")
+            self._fail("type", value)
         return value
 
 
@@ -205,13 +330,25 @@ class Bool(Field):
     def _initial_default(self, default: Any) -> Any:
         return False if default is None else default
 
+    official_type = "bool"
+    form_input = "checkbox"
+
+    def value_schema(self) -> dict[str, Any]:
+        return {"type": "boolean"}
+
+    def messages(self) -> dict[str, str]:
+        return {"type": template_literal(self.field) + " must be true or false, got {got!r}"}
+
     def validate(self, value: Any) -> bool:
         if not isinstance(value, bool):
-            raise ValueError(f"{self.field} must be true or false, got {value!r}")
+            self._fail("type", value)
         return value
 
 
 class _Number(Field):
+    form_input = "number"
+    # The JSON Schema type and the words for it in messages.
+    schema_type: ClassVar[str] = "number"
     kind_text: ClassVar[str] = "a number"
 
     def __init__(
@@ -245,16 +382,33 @@ class _Number(Field):
     def type_spec(self) -> dict[str, Any]:
         return {"type": self.type_name, "min": self.min, "max": self.max}
 
+    def value_schema(self) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": self.schema_type}
+        if self.min is not None:
+            schema["minimum"] = self.min
+        if self.max is not None:
+            schema["maximum"] = self.max
+        return schema
+
+    def messages(self) -> dict[str, str]:
+        name = template_literal(self.field)
+        messages = {
+            "type": f"{name} must be {self.kind_text}, got {{got!r}}",
+            # A form's number box left empty.
+            "empty": f"{name} needs a number",
+        }
+        if self.min is not None:
+            messages["minimum"] = f"{name} must be at least {_number_text(self.min)}, got {{got}}"
+        if self.max is not None:
+            messages["maximum"] = f"{name} must be at most {_number_text(self.max)}, got {{got}}"
+        return messages
+
     def validate(self, value: Any) -> Any:
         value = self._check_type(value)
         if self.min is not None and value < self.min:
-            raise ValueError(
-                f"{self.field} must be at least {_number_text(self.min)}, got {_number_text(value)}"
-            )
+            self._fail("minimum", value)
         if self.max is not None and value > self.max:
-            raise ValueError(
-                f"{self.field} must be at most {_number_text(self.max)}, got {_number_text(value)}"
-            )
+            self._fail("maximum", value)
         return value
 
 
@@ -262,11 +416,14 @@ class Integer(_Number):
     """A whole-number option, optionally bounded by ``min``/``max``."""
 
     type_name = "int"
+    official_type = "int"
+    schema_type = "integer"
+    kind_text = "an integer"
 
     def _check_type(self, value: Any) -> int:
         # bool is a subclass of int, but True workers is a typo, not a count.
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ValueError(f"{self.field} must be an integer, got {value!r}")
+            self._fail("type", value)
         return value
 
 
@@ -274,10 +431,11 @@ class Float(_Number):
     """A number option (integers are accepted and become floats)."""
 
     type_name = "float"
+    official_type = "float"
 
     def _check_type(self, value: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise ValueError(f"{self.field} must be a number, got {value!r}")
+            self._fail("type", value)
         return float(value)
 
 
@@ -321,15 +479,26 @@ class Select(Field):
     def _initial_default(self, default: Any) -> Any:
         return self.options[0] if default is None else default
 
+    official_type = "select"
+    form_input = "choice"
+
     def type_spec(self) -> dict[str, Any]:
         return {"type": "select", "options": self.options}
 
+    def value_schema(self) -> dict[str, Any]:
+        return {"type": "string", "enum": self.options}
+
+    def messages(self) -> dict[str, str]:
+        text = f" is not a valid choice for {self.field}; choose one of: {', '.join(self.options)}"
+        # A value of the wrong type fails the same way as a wrong choice.
+        return {
+            "enum": "{got!r}" + template_literal(text),
+            "type": "{got!r}" + template_literal(text),
+        }
+
     def validate(self, value: Any) -> str:
         if not isinstance(value, str) or value not in self.choices:
-            raise ValueError(
-                f"{value!r} is not a valid choice for {self.field}; "
-                f"choose one of: {', '.join(self.options)}"
-            )
+            self._fail("enum", value)
         return value
 
     def transform(self, value: Any) -> Any:
@@ -374,8 +543,46 @@ class Mapping(Field):
         self.max_value_length = max_value_length
         super().__init__(field, default, label=label, help=help, target=target)
 
+    official_type = "mapping"
+    form_input = "yaml"
+
     def _initial_default(self, default: Any) -> Any:
         return {} if default is None else default
+
+    def value_schema(self) -> dict[str, Any]:
+        # The byte total and the YAML rules (no anchors, tags or nesting) are the
+        # service's to check: JSON Schema cannot say them.
+        return {
+            "type": "object",
+            "maxProperties": self.max_entries,
+            "propertyNames": {"maxLength": self.max_key_length},
+            "additionalProperties": {
+                "type": ["string", "number", "boolean", "null"],
+                "maxLength": self.max_value_length,
+            },
+        }
+
+    def messages(self) -> dict[str, str]:
+        name = template_literal(self.field)
+        return {
+            "type": f"{name} must be a mapping of names to values, got {{kind}}",
+            "maxProperties": f"{name} may have at most {self.max_entries} entries",
+            # {key} here is the name's first 40 characters.
+            "propertyNames/maxLength": f"{name}: the name {{key!r}}... is longer than "
+            f"{self.max_key_length} characters",
+            "additionalProperties/type": f"{name}: the value of {{key}} must be a single value "
+            "(text, a number or true/false), got {kind}; quote it to pass it as text",
+            "additionalProperties/maxLength": f"{name}: the value of {{key}} is longer than "
+            f"{self.max_value_length} characters",
+            "syntax": f"{name} is not valid YAML{{where}}: {{problem}}; "
+            "write one `NAME: value` per line",
+            "size": f"{name} is too large: at most {self.max_bytes // 1024} KiB of names and values",
+            "anchors": f"{name}: YAML anchors and aliases (& and *) are not allowed; "
+            "write every value out",
+            "tags": f"{name}: YAML tags (!...) are not allowed; quote a value to pass it as text",
+            "nested": f"{name}: values must be single values (text, numbers, true/false), "
+            "not nested mappings or lists",
+        }
 
     def rich_spec(self) -> dict[str, Any]:
         # The caps travel in hubgate's rich spec only: the official client passes every
@@ -394,30 +601,20 @@ class Mapping(Field):
         if isinstance(value, str):
             value = self._parse_text(value)
         if not isinstance(value, dict):
-            raise ValueError(
-                f"{self.field} must be a mapping of names to values, got {_kind_of(value)}"
-            )
+            self._fail("type", kind=_kind_of(value))
         self._check_count(len(value))
         total = 0
         for key, item in value.items():
             if not isinstance(key, str):
+                # Only Python callers can get here (JSON and YAML text names are text).
                 raise ValueError(f"{self.field}: every name must be a string, got {key!r}")
             if len(key) > self.max_key_length:
-                raise ValueError(
-                    f"{self.field}: the name {key[:40]!r}... is longer than "
-                    f"{self.max_key_length} characters"
-                )
+                self._fail("propertyNames/maxLength", key=key[:40])
             if not isinstance(item, _SCALARS):
-                raise ValueError(
-                    f"{self.field}: the value of {key} must be a single value (text, a "
-                    f"number or true/false), got {_kind_of(item)}; quote it to pass it as text"
-                )
+                self._fail("additionalProperties/type", key=key, kind=_kind_of(item))
             size = len(item) if isinstance(item, str) else 0
             if size > self.max_value_length:
-                raise ValueError(
-                    f"{self.field}: the value of {key} is longer than "
-                    f"{self.max_value_length} characters"
-                )
+                self._fail("additionalProperties/maxLength", key=key)
             total += len(key) + size
         if total > self.max_bytes:
             self._too_big()
@@ -425,12 +622,10 @@ class Mapping(Field):
 
     def _check_count(self, count: int) -> None:
         if count > self.max_entries:
-            raise ValueError(f"{self.field} may have at most {self.max_entries} entries")
+            self._fail("maxProperties")
 
     def _too_big(self) -> None:
-        raise ValueError(
-            f"{self.field} is too large: at most {self.max_bytes // 1024} KiB of names and values"
-        )
+        self._fail("size")
 
     def _parse_text(self, text: str) -> Any:
         if not text.strip():
@@ -445,10 +640,7 @@ class Mapping(Field):
             mark = getattr(exc, "problem_mark", None)
             where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
             problem = getattr(exc, "problem", None) or "it could not be parsed"
-            raise ValueError(
-                f"{self.field} is not valid YAML{where}: {problem}; "
-                "write one `NAME: value` per line"
-            ) from None
+            self._fail("syntax", where=where, problem=problem)
 
     def _check_events(self, text: str) -> None:
         """Read the YAML's events (no objects are built) and stop at the first thing a
@@ -458,15 +650,9 @@ class Mapping(Field):
         nested = False
         for event in yaml.parse(text, Loader=_YAML_LOADER):
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-                raise ValueError(
-                    f"{self.field}: YAML anchors and aliases (& and *) are not allowed; "
-                    "write every value out"
-                )
+                self._fail("anchors")
             if getattr(event, "tag", None) and not isinstance(event, yaml.DocumentStartEvent):
-                raise ValueError(
-                    f"{self.field}: YAML tags (!...) are not allowed; quote a value to "
-                    "pass it as text"
-                )
+                self._fail("tags")
             if isinstance(event, yaml.CollectionStartEvent):
                 # Read on (the text is small): a syntax error further down is the
                 # more useful message for a half-typed value.
@@ -478,10 +664,7 @@ class Mapping(Field):
                 scalars += 1
                 self._check_count(scalars // 2)
         if nested:
-            raise ValueError(
-                f"{self.field}: values must be single values (text, numbers, true/false), "
-                "not nested mappings or lists"
-            )
+            self._fail("nested")
 
 
 def _field_list(fields: Any) -> str:
@@ -535,12 +718,30 @@ class OptionSet:
         return f"OptionSet({', '.join(self._by_name)})"
 
     def spec(self) -> list[dict[str, Any]]:
-        """dask-gateway's v1 ``cluster_options`` list."""
-        return [f.spec() for f in self.fields]
+        """dask-gateway's v1 ``cluster_options`` list: only types the official client
+        knows, each field of another type as its ``official_type`` or left out."""
+        entries = (f.official_spec() for f in self.fields)
+        return [entry for entry in entries if entry is not None]
 
     def rich_spec(self) -> list[dict[str, Any]]:
-        """The v1 list with help texts (hubgate's ``api/hubgate/options``)."""
+        """Every field with its help text (hubgate's ``api/hubgate/options``)."""
         return [f.rich_spec() for f in self.fields]
+
+    def form_schema(self) -> dict[str, Any]:
+        """The JSON Schema of a request's options and the form hints (``ui:order``,
+        labels, help, how to read typed text): what every form is built from."""
+        return {
+            "schema": {
+                "type": "object",
+                "properties": {f.field: f.json_schema() for f in self.fields},
+                "additionalProperties": False,
+                "x-hubgate-kinds": dict(KIND_WORDS),
+            },
+            "ui_schema": {
+                "ui:order": [f.field for f in self.fields],
+                **{f.field: f.ui_schema() for f in self.fields},
+            },
+        }
 
     def validate(self, request_options: Any) -> dict[str, Any]:
         """Check a request's options; return every option's value (defaults filled in)."""

@@ -228,7 +228,7 @@ def test_spec_is_exactly_the_v1_format():
         },
     ]
     rich = ALL_FIELDS[0].rich_spec()
-    assert rich == {**ALL_FIELDS[0].spec(), "help": "Cores"}
+    assert rich == {**ALL_FIELDS[0].spec(), "help": "Cores", "official_type": "int"}
     # The wire is JSON.
     json.dumps(OptionSet(*ALL_FIELDS).rich_spec())
 
