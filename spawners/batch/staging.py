@@ -4,8 +4,8 @@ The batch backend runs this through its submit prefix (``runuser -u alice --``),
 folder and files belong to the user even where root cannot write into home folders
 (NFS with root squash, as on JASMIN):
 
-    python -I -m hubgate.spawners.batch_staging prepare <folder>   (stdin: JSON)
-    python -I -m hubgate.spawners.batch_staging clean <folder> <file>...
+    python -I -m hubgate.spawners.batch.staging prepare <folder>   (stdin: JSON)
+    python -I -m hubgate.spawners.batch.staging clean <folder> <file>...
 
 ``prepare`` reads ``{"files": {"<name>": "<base64>"}, "remove": ["<name>"]}`` from stdin
 (secrets never appear on a command line), creates ``<folder>`` and its missing parents
@@ -75,7 +75,7 @@ def main(argv: list[str]) -> int:
         elif len(argv) >= 2 and argv[0] == "clean":
             clean(argv[1], argv[2:])
         else:
-            raise StagingError("usage: batch_staging prepare <folder> | clean <folder> <file>...")
+            raise StagingError("usage: staging prepare <folder> | clean <folder> <file>...")
     except (OSError, ValueError, StagingError) as exc:
         print(f"hubgate staging: {exc}", file=sys.stderr)
         return 1
