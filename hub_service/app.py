@@ -271,8 +271,8 @@ class HubgateService(Application):
         entry_point_group="hubgate.backends",
         config=True,
         help="""The backend that runs schedulers and workers: 'local' (processes on this
-        host, the default), 'slurm', 'pbs', 'sge', 'lsf', 'kubernetes', or an import
-        path of a Backend subclass.""",
+        host, the default), 'slurm', 'pbs', 'sge', 'lsf', 'htcondor', 'kubernetes', or an
+        import path of a Backend subclass.""",
     )
 
     cluster_options = AnyTrait(
