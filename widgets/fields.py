@@ -1,9 +1,11 @@
-"""Reading option fields and turning what a user typed into a validated value.
+"""The option fields as a form sees them, and what a user typed turned into a value.
 
-The fields come from the client's ``Options`` (``hubgate.options``); this module only relies
-on what every field has: ``field``, ``label``, ``help``, ``default``, its type and
-constraints, and ``validate(value)`` raising ``ValueError`` (or ``TypeError``) with a message
-for the user. Nothing here imports ipywidgets, so it is tested without a frontend.
+Everything comes from the fields' own schema (``Field.json_schema()`` and
+``Field.ui_schema()`` in ``hubgate.options``, what ``api/hubgate/options`` serves to the lab
+extension): the label, help, bounds and choices, how typed text is read (``ui:options``
+``input``), and the messages, which the field's ``validate`` raises. Nothing here knows
+a field type, so a new type needs no change here. Nothing imports ipywidgets, so this is
+tested without a frontend.
 """
 
 from __future__ import annotations
@@ -15,29 +17,52 @@ from typing import Any
 
 import yaml
 
-KINDS = ("int", "float", "string", "bool", "select", "mapping")
-
-# Class names of field types (hubgate's and dask-gateway's) mapped to spec types.
-_CLASS_KINDS = {
-    "integer": "int",
-    "int": "int",
-    "float": "float",
-    "string": "string",
-    "str": "string",
-    "bool": "bool",
-    "boolean": "bool",
-    "select": "select",
-    "mapping": "mapping",
-}
-
+# Text a number box reads as a number (the lab extension reads the same way); other
+# text reaches the field as text, so its message shows what was typed.
 _INT_TEXT = re.compile(r"^[+-]?\d+$")
+_FLOAT_TEXT = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One option field, read from its schema."""
+
+    field: Any
+    schema: dict[str, Any]
+    ui: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.field.field
+
+    @property
+    def label(self) -> str:
+        return self.schema.get("title") or self.name
+
+    @property
+    def help(self) -> str:
+        return self.ui.get("ui:help") or self.schema.get("description") or ""
+
+    @property
+    def input(self) -> str:
+        """How typed text is read: text, number, checkbox, choice or yaml."""
+        return self.ui.get("ui:options", {}).get("input", "text")
+
+    @property
+    def choices(self) -> list[str]:
+        return [str(choice) for choice in self.schema.get("enum", ())]
+
+    @property
+    def bounds(self) -> tuple[Any, Any]:
+        return self.schema.get("minimum"), self.schema.get("maximum")
+
+    def message(self, keyword: str) -> str | None:
+        return self.schema.get("x-hubgate-messages", {}).get(keyword)
 
 
 def option_fields(options: Any) -> list[Any]:
     """The Field objects of an ``Options``, in their order."""
-    fields = getattr(options, "fields", None)
-    if fields is None:
-        fields = options.__dict__.get("_fields")
+    fields = options.__dict__.get("_fields")
     if fields is None:
         raise TypeError(f"{type(options).__name__} has no option fields")
     if isinstance(fields, Mapping):
@@ -45,52 +70,9 @@ def option_fields(options: Any) -> list[Any]:
     return list(fields)
 
 
-def field_spec(field: Any) -> dict[str, Any]:
-    """The field's type spec (``{"type": ..., "min": ...}``) if it offers one."""
-    spec = getattr(field, "spec", None)
-    if callable(spec):
-        spec = spec()
-    if isinstance(spec, Mapping):
-        # A whole v1 spec entry carries the type spec under "spec".
-        inner = spec.get("spec")
-        return dict(inner) if isinstance(inner, Mapping) else dict(spec)
-    return {}
-
-
-def field_kind(field: Any) -> str:
-    """One of ``KINDS`` for a field."""
-    kind = field_spec(field).get("type")
-    if kind is None:
-        for attr in ("type", "kind"):
-            value = getattr(field, attr, None)
-            if isinstance(value, str):
-                kind = value
-                break
-    if kind is None:
-        kind = _CLASS_KINDS.get(type(field).__name__.lower())
-    if kind not in KINDS:
-        raise TypeError(f"Option field {field.field!r} has an unknown type {kind!r}")
-    return kind
-
-
-def field_constraint(field: Any, name: str) -> Any:
-    """A type-specific constraint (``min``, ``max``, ``options``), or None."""
-    spec = field_spec(field)
-    if name in spec:
-        return spec[name]
-    return getattr(field, name, None)
-
-
-def field_label(field: Any) -> str:
-    return getattr(field, "label", None) or field.field
-
-
-def field_help(field: Any) -> str:
-    return getattr(field, "help", None) or ""
-
-
-def select_options(field: Any) -> list[str]:
-    return [str(o) for o in (field_constraint(field, "options") or ())]
+def form_fields(options: Any) -> list[FormField]:
+    """The form's fields, from each field's JSON Schema and UI hints."""
+    return [FormField(f, f.json_schema(), f.ui_schema()) for f in option_fields(options)]
 
 
 @dataclass(frozen=True)
@@ -105,56 +87,29 @@ class Checked:
         return self.error is None
 
 
-def parse_text(kind: str, text: str) -> Any:
-    """Turn the text typed into a number or mapping input into a Python value.
-
-    Text that is not a number is passed on as text, so the field's own validation produces
-    its message (``worker_cores must be an integer, got 'abc'``) rather than one of ours.
-    """
+def read_number(text: str) -> Any:
+    """A number box's text as a number (an int when written as one), else the text."""
     stripped = text.strip()
-    if kind == "int":
-        if _INT_TEXT.match(stripped):
-            return int(stripped)
-        try:
-            return float(stripped)
-        except ValueError:
-            return text
-    if kind == "float":
-        try:
-            return int(stripped) if _INT_TEXT.match(stripped) else float(stripped)
-        except ValueError:
-            return text
-    if kind == "mapping":
-        if not stripped:
-            return {}
-        return yaml.safe_load(stripped)
+    if _INT_TEXT.match(stripped):
+        return int(stripped)
+    if _FLOAT_TEXT.match(stripped):
+        return float(stripped)
     return text
 
 
-def check_input(field: Any, kind: str, raw: Any) -> Checked:
-    """Validate what a user entered for ``field``; never raises for bad input."""
+def check_input(form_field: FormField, raw: Any) -> Checked:
+    """Validate what a user entered; never raises for bad input. YAML text goes to the
+    field as it is: the field reads it with its own limits and messages."""
+    value = raw
+    if form_field.input == "number" and isinstance(raw, str):
+        if not raw.strip():
+            return Checked(error=form_field.message("empty") or f"{form_field.name} needs a number")
+        value = read_number(raw)
     try:
-        value = parse_text(kind, raw) if isinstance(raw, str) and kind in _TEXT_KINDS else raw
-    except yaml.YAMLError as exc:
-        # hubgate's Mapping field parses text itself, with the service's message.
-        try:
-            field.validate(raw)
-        except (ValueError, TypeError) as field_exc:
-            return Checked(error=str(field_exc))
-        except Exception:
-            pass
-        problem = getattr(exc, "problem", None) or "it could not be parsed"
-        return Checked(error=f"{field.field} is not valid YAML: {problem}")
-    if kind in ("int", "float") and isinstance(raw, str) and not raw.strip():
-        return Checked(error=f"{field.field} needs a number")
-    try:
-        validated = field.validate(value)
+        validated = form_field.field.validate(value)
     except (ValueError, TypeError) as exc:
         return Checked(error=str(exc))
     return Checked(value=value if validated is None else validated)
-
-
-_TEXT_KINDS = ("int", "float", "mapping")
 
 
 def mapping_text(value: Any) -> str:
@@ -164,12 +119,12 @@ def mapping_text(value: Any) -> str:
     return yaml.safe_dump(dict(value), default_flow_style=False, sort_keys=False)
 
 
-def current_values(options: Any, fields: Iterable[Any]) -> dict[str, Any]:
+def current_values(options: Any, fields: Iterable[FormField]) -> dict[str, Any]:
     """The current value of each field in ``options`` (its default when unreadable)."""
     values = {}
-    for field in fields:
+    for form_field in fields:
         try:
-            values[field.field] = options[field.field]
+            values[form_field.name] = options[form_field.name]
         except (KeyError, TypeError):
-            values[field.field] = getattr(field, "default", None)
+            values[form_field.name] = form_field.schema.get("default")
     return values

@@ -1,4 +1,7 @@
-"""The cluster options form: one input per option field, validated as the user types."""
+"""The cluster options form: one input per option field, validated as the user types.
+
+Built from the fields' schema (``widgets/fields.py``): the input follows the field's
+``ui:options`` ``input``, so a new field type needs no change here."""
 
 from __future__ import annotations
 
@@ -8,53 +11,34 @@ import weakref
 from typing import Any
 
 from .base import FallbackDisplay, error_html, load_ipywidgets, logger
-from .fields import (
-    check_input,
-    current_values,
-    field_constraint,
-    field_help,
-    field_kind,
-    field_label,
-    mapping_text,
-    option_fields,
-    select_options,
-)
+from .fields import FormField, check_input, current_values, form_fields, mapping_text
 
 
-def _number_text(value: Any) -> str:
+def _display_value(input_kind: str, value: Any) -> Any:
+    if input_kind == "yaml":
+        return mapping_text(value)
+    if input_kind == "checkbox":
+        return bool(value)
     return "" if value is None else str(value)
 
 
-def _display_value(kind: str, value: Any) -> Any:
-    if kind in ("int", "float"):
-        return _number_text(value)
-    if kind == "mapping":
-        return mapping_text(value)
-    if kind == "bool":
-        return bool(value)
-    return "" if value is None else value
-
-
 def options_text(options: Any) -> str:
-    fields = option_fields(options)
+    fields = form_fields(options)
     values = current_values(options, fields)
     lines = ["Cluster options"]
     for f in fields:
-        help_text = field_help(f)
-        lines.append(
-            f"  {field_label(f)}: {values[f.field]!r}" + (f"  ({help_text})" if help_text else "")
-        )
+        lines.append(f"  {f.label}: {values[f.name]!r}" + (f"  ({f.help})" if f.help else ""))
     return "\n".join(lines)
 
 
 def options_html(options: Any) -> str:
     esc = html.escape
-    fields = option_fields(options)
+    fields = form_fields(options)
     values = current_values(options, fields)
     rows = "".join(
-        f"<tr><th style='text-align:left'>{esc(field_label(f))}</th>"
-        f"<td><code>{esc(repr(values[f.field]))}</code></td>"
-        f"<td><small>{esc(field_help(f))}</small></td></tr>"
+        f"<tr><th style='text-align:left'>{esc(f.label)}</th>"
+        f"<td><code>{esc(repr(values[f.name]))}</code></td>"
+        f"<td><small>{esc(f.help)}</small></td></tr>"
         for f in fields
     )
     return f"<div><h4>Cluster options</h4><table>{rows}</table></div>"
@@ -70,12 +54,11 @@ def _form_class(ipw: Any) -> type:
             self.errors: dict[str, str] = {}
             self.inputs: dict[str, Any] = {}
             self.messages: dict[str, Any] = {}
-            fields = option_fields(options)
+            fields = form_fields(options)
             values = current_values(options, fields)
             rows = [ipw.HTML("<h3>Cluster options</h3>")]
-            self.kinds = {f.field: field_kind(f) for f in fields}
-            self._fields = {f.field: f for f in fields}
-            rows += [self._row(f, values[f.field]) for f in fields]
+            self._fields = {f.name: f for f in fields}
+            rows += [self._row(f, values[f.name]) for f in fields]
             super().__init__(children=rows)
             observe = getattr(type(options), "_observe", None)
             if callable(observe):
@@ -94,18 +77,19 @@ def _form_class(ipw: Any) -> type:
             return options_html(self.options)
 
         def _option_changed(self, name: str, value: Any) -> None:
-            entry, kind = self.inputs.get(name), self.kinds.get(name)
-            if entry is None or kind is None:
+            entry, form_field = self.inputs.get(name), self._fields.get(name)
+            if entry is None or form_field is None:
                 return
-            shown = check_input(self._fields[name], kind, entry.value)
+            shown = check_input(form_field, entry.value)
             if shown.ok and shown.value == value:
                 return  # the form already shows it (the change came from the form)
-            entry.value = _display_value(kind, value)
+            entry.value = _display_value(form_field.input, value)
 
-        def _input(self, field: Any, kind: str, value: Any) -> Any:
+        def _input(self, field: FormField, value: Any) -> Any:
             layout = ipw.Layout(width="260px")
-            if kind in ("int", "float"):
-                lo, hi = field_constraint(field, "min"), field_constraint(field, "max")
+            kind = field.input
+            if kind == "number":
+                lo, hi = field.bounds
                 bounds = f"{'' if lo is None else lo} – {'' if hi is None else hi}"
                 return ipw.Text(
                     value=_display_value(kind, value),
@@ -113,14 +97,14 @@ def _form_class(ipw: Any) -> type:
                     continuous_update=True,
                     layout=layout,
                 )
-            if kind == "bool":
+            if kind == "checkbox":
                 return ipw.Checkbox(value=bool(value), indent=False)
-            if kind == "select":
-                choices = select_options(field)
+            if kind == "choice":
+                choices = field.choices
                 return ipw.Dropdown(
                     options=choices, value=value if value in choices else None, layout=layout
                 )
-            if kind == "mapping":
+            if kind == "yaml":
                 return ipw.Textarea(
                     value=mapping_text(value),
                     placeholder="NAME: value (YAML)",
@@ -131,32 +115,29 @@ def _form_class(ipw: Any) -> type:
                 value="" if value is None else str(value), continuous_update=True, layout=layout
             )
 
-        def _row(self, field: Any, value: Any) -> Any:
-            kind = field_kind(field)
-            name = field.field
-            label = ipw.HTML(
-                f"<b>{html.escape(field_label(field))}</b>", layout=ipw.Layout(width="200px")
-            )
-            entry = self._input(field, kind, value)
+        def _row(self, field: FormField, value: Any) -> Any:
+            name = field.name
+            label = ipw.HTML(f"<b>{html.escape(field.label)}</b>", layout=ipw.Layout(width="200px"))
+            entry = self._input(field, value)
             message = ipw.HTML("")
             self.inputs[name] = entry
             self.messages[name] = message
 
             def changed(change: dict[str, Any]) -> None:
-                self.enter(name, field, kind, change["new"])
+                self.enter(name, change["new"])
 
             entry.observe(changed, "value")
             parts = [ipw.HBox([label, entry]), message]
-            help_text = field_help(field)
+            help_text = field.help
             if help_text:
                 parts.append(
                     ipw.HTML(f"<small style='color:#666'>{html.escape(help_text)}</small>")
                 )
             return ipw.VBox(parts, layout=ipw.Layout(margin="0 0 6px 0"))
 
-        def enter(self, name: str, field: Any, kind: str, raw: Any) -> None:
+        def enter(self, name: str, raw: Any) -> None:
             """Validate a new input value; keep it in the Options only when it is valid."""
-            checked = check_input(field, kind, raw)
+            checked = check_input(self._fields[name], raw)
             error = checked.error
             if error is None:
                 try:
