@@ -240,7 +240,8 @@ class Field:
         """Message templates keyed by the JSON Schema keyword a value fails: the one
         source of this field's messages, here and in every form. Placeholders: ``{got}``
         (a number as people write it), ``{got!r}`` (Python's repr), ``{kind}`` (a few
-        words for a value's type), ``{key}``, ``{where}``, ``{problem}``."""
+        words for a value's type), ``{key}``, ``{where}``, ``{problem}``; ``!r`` and a
+        precision (``{key!r:.41}``) as in ``str.format``."""
         raise NotImplementedError
 
     def json_schema(self) -> dict[str, Any]:
@@ -567,8 +568,8 @@ class Mapping(Field):
         return {
             "type": f"{name} must be a mapping of names to values, got {{kind}}",
             "maxProperties": f"{name} may have at most {self.max_entries} entries",
-            # {key} here is the name's first 40 characters.
-            "propertyNames/maxLength": f"{name}: the name {{key!r}}... is longer than "
+            # Only the start of a long name is shown.
+            "propertyNames/maxLength": f"{name}: the name {{key!r:.41}}... is longer than "
             f"{self.max_key_length} characters",
             "additionalProperties/type": f"{name}: the value of {{key}} must be a single value "
             "(text, a number or true/false), got {kind}; quote it to pass it as text",
@@ -609,7 +610,7 @@ class Mapping(Field):
                 # Only Python callers can get here (JSON and YAML text names are text).
                 raise ValueError(f"{self.field}: every name must be a string, got {key!r}")
             if len(key) > self.max_key_length:
-                self._fail("propertyNames/maxLength", key=key[:40])
+                self._fail("propertyNames/maxLength", key=key)
             if not isinstance(item, _SCALARS):
                 self._fail("additionalProperties/type", key=key, kind=_kind_of(item))
             size = len(item) if isinstance(item, str) else 0
