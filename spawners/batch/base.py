@@ -175,9 +175,10 @@ class BatchBackend(Backend):
         config=True,
         help="""How the service and the workers reach a scheduler's node: a template in
         which ``{node}`` is the node's name as the batch system reports it (Slurm's
-        BatchHost, PBS's exec_host, SGE's queue instance, LSF's exec_host), e.g.
-        ``"{node}.cluster.example.org"`` where nodes are known by their full names. The
-        scheduler's own idea of its address is never used: it runs the user's code.""",
+        BatchHost, PBS's exec_host, SGE's queue instance, LSF's exec_host, HTCondor's
+        RemoteHost), e.g. ``"{node}.cluster.example.org"`` where nodes are known by their
+        full names. The scheduler's own idea of its address is never used: it runs the
+        user's code.""",
     )
 
     account = Unicode(
@@ -295,6 +296,7 @@ class BatchBackend(Backend):
             "LSF_LIBDIR",
             "LSF_BINDIR",
             "LSF_FULL_VERSION",
+            "CONDOR_CONFIG",
         ],
         config=True,
         help="""Variables of the service's environment passed to the batch commands.
@@ -463,8 +465,8 @@ class BatchBackend(Backend):
         )
         for i, status in zip(gone, ended, strict=True):
             results[i] = status
-        stuck = [states[i] for i in gone if getattr(infos.get(_job_id(states[i])), "stuck", False)]
-        await asyncio.gather(*(self._cancel_stuck(state) for state in stuck))
+        stuck = [i for i in gone if (info := infos.get(_job_id(states[i]))) and info.stuck]
+        await asyncio.gather(*(self._cancel_stuck(states[i]) for i in stuck))
         return [r for r in results if r is not None]
 
     async def stop(self, state: ProcessState) -> None:
