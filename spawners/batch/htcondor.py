@@ -24,7 +24,6 @@ from traitlets import List, Unicode, default
 
 from ..base import BackendError, Phase
 from .base import BatchBackend, Submission
-from .command import failure
 from .parsing import (
     JobInfo,
     batchspawner_command,
@@ -45,13 +44,8 @@ __all__ = [
 
 # The ClassAd attributes our queries print (-af:jt: job id, then tab-separated values).
 _Q_FIELDS = ("JobStatus", "RemoteHost", "HoldReason")
-_HISTORY_FIELDS = (
-    "JobStatus",
-    "ExitBySignal",
-    "ExitCode",
-    "ExitSignal",
-    "LastRemoteHost",
-    "RemoveReason",
+_HISTORY_FIELDS = tuple(
+    "JobStatus ExitBySignal ExitCode ExitSignal LastRemoteHost RemoveReason".split()
 )
 JOB_SCRIPT = "job.sh"
 ERROR_FILE = "job.err"
@@ -130,15 +124,8 @@ def parse_condor_job_id(output: str) -> str:
 _CONDOR_PENDING = re.compile(trait_default(CondorSpawner, "state_pending_re"))
 _CONDOR_RUNNING = re.compile(trait_default(CondorSpawner, "state_running_re"))
 # JobStatus codes: the manual's "JobStatus" ClassAd attribute.
-_STATES = {
-    "1": "idle",
-    "2": "running",
-    "3": "removed",
-    "4": "completed",
-    "5": "held",
-    "6": "transferring output",
-    "7": "suspended",
-}
+_STATES = dict(enumerate("idle running removed completed held".split(), start=1))
+_STATES.update({6: "transferring output", 7: "suspended"})
 
 
 def _value(text: str) -> str:
@@ -151,7 +138,7 @@ def _node(remote_host: str) -> str:
 
 
 def _info(code: str, remote_host: str, reason: str) -> JobInfo:
-    state = _STATES.get(code, f"status {code}")
+    state = _STATES.get(int(code) if code.isdigit() else 0, f"status {code}")
     if _CONDOR_RUNNING.match(f"{code},") or code == "6":
         return JobInfo(Phase.RUNNING, state, node=_node(remote_host))
     if _CONDOR_PENDING.match(f"{code},") or code == "7":
@@ -263,10 +250,7 @@ class HTCondorBackend(BatchBackend):
         self, job_ids: Sequence[str], prefix: Sequence[str] = ()
     ) -> dict[str, JobInfo]:
         argv = [*prefix, "condor_q", "-allusers", "-af:jt", *_Q_FIELDS, *job_ids]
-        result = await self._run(argv, check=False)
-        if result.returncode != 0:
-            raise failure(result)
-        return parse_condor_q(result.stdout)
+        return parse_condor_q((await self._run(argv)).stdout)
 
     async def finished_job(self, job_id: str) -> JobInfo | None:
         argv = ["condor_history", "-af:jt", *_HISTORY_FIELDS, "-limit", "1", job_id]
