@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from hubgate.spawners.base import BackendError, Phase, ProcessSpec
+from hubgate.spawners.batch.base import BatchBackend
 from hubgate.spawners.batch.htcondor import (
     HTCondorBackend,
     check_submit_line,
@@ -173,6 +174,12 @@ def test_extra_lines_cannot_replace_hubgate_s_commands(line, message):
 def test_unsafe_account_is_refused():
     with pytest.raises(BackendError, match="account 'a b' is not allowed"):
         rendered(HTCondorBackend(), worker_spec(resources={"account": "a b"}))
+
+
+def test_the_whole_submission_comes_from_one_hook():
+    # A system with a submit description needs no start() of its own.
+    assert HTCondorBackend.start is BatchBackend.start
+    assert HTCondorBackend.poll is BatchBackend.poll
 
 
 def test_defaults_come_from_batchspawner():
