@@ -1,20 +1,23 @@
 /**
- * The "New cluster" form, built from the service's option spec and validated as the
- * user types with the same rules and messages as the service.
+ * The "New cluster" form, built from the JSON Schema of the options and its UI hints
+ * (api/hubgate/options), and checked as the user types by the schema's rules with the
+ * service's own messages (optionschema.ts). No option type is named here: the input
+ * follows each option's `input` hint.
  */
 import { Widget } from '@lumino/widgets';
 
-import { checkInput, inputText } from './validation';
-import { IOptionField } from './types';
+import { checkInput, formFields, IFormField, inputText } from './optionschema';
+import { IOptionsReply } from './types';
 
 type Input = HTMLInputElement | HTMLSelectElement | HTMLTextAreaElement;
 
 export class OptionsForm extends Widget {
-  constructor(fields: IOptionField[]) {
+  constructor(reply: IOptionsReply) {
     super();
     this.addClass('hubgate-OptionsForm');
-    this._fields = fields;
-    for (const field of fields) {
+    this._fields = formFields(reply.schema, reply.ui_schema);
+    this._kinds = reply.schema['x-hubgate-kinds'] ?? {};
+    for (const field of this._fields) {
       this.node.appendChild(this._row(field));
     }
   }
@@ -38,23 +41,23 @@ export class OptionsForm extends Widget {
   /** Called after every check (the panel enables its Create button from it). */
   onValidityChanged: (valid: boolean) => void = () => undefined;
 
-  private _row(field: IOptionField): HTMLElement {
+  private _row(field: IFormField): HTMLElement {
     const row = document.createElement('div');
     row.className = 'hubgate-OptionsForm-row';
-    const id = `hubgate-option-${field.field}-${Private.nextId()}`;
+    const id = `hubgate-option-${field.name}-${Private.nextId()}`;
     const label = document.createElement('label');
     label.htmlFor = id;
-    label.textContent = field.label || field.field;
+    label.textContent = field.label;
     label.className = 'hubgate-OptionsForm-label';
     const input = this._input(field);
     input.id = id;
-    input.dataset.field = field.field;
-    input.title = field.help ?? '';
-    this._inputs.set(field.field, input);
+    input.dataset.field = field.name;
+    input.title = field.help;
+    this._inputs.set(field.name, input);
     const message = document.createElement('div');
     message.className = 'hubgate-OptionsForm-error';
     message.setAttribute('role', 'alert');
-    this._messages.set(field.field, message);
+    this._messages.set(field.name, message);
     const eventName =
       input instanceof HTMLSelectElement || input.type === 'checkbox'
         ? 'change'
@@ -68,65 +71,66 @@ export class OptionsForm extends Widget {
       row.appendChild(help);
     }
     row.appendChild(message);
-    this._values.set(field.field, field.default);
+    this._values.set(field.name, field.schema.default);
     return row;
   }
 
-  private _input(field: IOptionField): Input {
-    switch (field.spec.type) {
-      case 'bool': {
+  private _input(field: IFormField): Input {
+    const value = field.schema.default;
+    switch (field.input) {
+      case 'checkbox': {
         const box = document.createElement('input');
         box.type = 'checkbox';
-        box.checked = Boolean(field.default);
+        box.checked = Boolean(value);
         return box;
       }
-      case 'select': {
+      case 'choice': {
         const select = document.createElement('select');
-        for (const option of field.spec.options ?? []) {
+        for (const choice of field.schema.enum ?? []) {
           const element = document.createElement('option');
-          element.value = option;
-          element.textContent = option;
+          element.value = String(choice);
+          element.textContent = String(choice);
           select.appendChild(element);
         }
-        select.value = String(field.default ?? '');
+        select.value = String(value ?? '');
         return select;
       }
-      case 'mapping': {
+      case 'yaml': {
         const area = document.createElement('textarea');
         area.rows = 3;
         area.placeholder = 'NAME: value';
-        area.value = inputText(field, field.default);
+        area.value = inputText(field, value);
         return area;
       }
       default: {
         const text = document.createElement('input');
         text.type = 'text';
-        text.value = inputText(field, field.default);
-        const { min, max } = field.spec;
-        if (field.spec.type !== 'string' && (min != null || max != null)) {
-          text.placeholder = `${min ?? ''} – ${max ?? ''}`;
+        text.value = inputText(field, value);
+        const { minimum, maximum } = field.schema;
+        if (field.input === 'number' && (minimum != null || maximum != null)) {
+          text.placeholder = `${minimum ?? ''} – ${maximum ?? ''}`;
         }
         return text;
       }
     }
   }
 
-  private _check(field: IOptionField): void {
-    const input = this._inputs.get(field.field)!;
+  private _check(field: IFormField): void {
+    const input = this._inputs.get(field.name)!;
     const raw =
       input instanceof HTMLInputElement && input.type === 'checkbox'
         ? input.checked
         : input.value;
-    const checked = checkInput(field, raw);
-    const message = this._messages.get(field.field)!;
+    const checked = checkInput(field, raw, this._kinds);
+    const message = this._messages.get(field.name)!;
     if (checked.ok) {
-      this._values.set(field.field, checked.value);
-      this._errors.delete(field.field);
+      this._values.set(field.name, checked.value);
+      this._errors.delete(field.name);
       message.textContent = '';
       input.classList.remove('hubgate-mod-invalid');
       input.removeAttribute('aria-invalid');
     } else {
-      this._errors.set(field.field, checked.error);
+      this._errors.set(field.name, checked.error);
       message.textContent = checked.error;
       input.classList.add('hubgate-mod-invalid');
       input.setAttribute('aria-invalid', 'true');
@@ -134,7 +138,8 @@ export class OptionsForm extends Widget {
     this.onValidityChanged(this._errors.size === 0);
   }
 
-  private _fields: IOptionField[];
+  private _fields: IFormField[];
+  private _kinds: Record<string, string>;
   private _inputs = new Map<string, Input>();
   private _messages = new Map<string, HTMLElement>();
   private _values = new Map<string, unknown>();

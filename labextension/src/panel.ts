@@ -117,7 +117,7 @@ export class ClusterPanel extends Widget implements ICardActions {
     this._newButton.disabled = true;
     try {
       const reply = await requestAPI<IOptionsReply>('options');
-      this._renderForm(new OptionsForm(reply.fields));
+      this._renderForm(new OptionsForm(reply));
     } catch (err) {
       this._showMessage(
         `Could not load the cluster options: ${errorMessage(err)}`

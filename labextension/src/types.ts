@@ -2,27 +2,49 @@
  * The shapes of hubgate's own API (`api/hubgate/...`, see docs/internals.md).
  */
 
-/** One option field: the dask-gateway v1 spec entry plus hubgate's help text. */
-export interface IOptionField {
-  field: string;
-  label: string;
-  default: unknown;
-  help?: string;
-  spec: IFieldSpec;
+/**
+ * One option's JSON Schema, as hubgate.options produces it: the rules a value must meet
+ * (JSON Schema keywords) and, under `x-hubgate-messages`, the message templates for each
+ * keyword it can fail (the service's own messages).
+ */
+export interface IFieldSchema {
+  type?: string | string[];
+  title?: string;
+  description?: string;
+  default?: unknown;
+  minimum?: number;
+  maximum?: number;
+  minLength?: number;
+  maxLength?: number;
+  pattern?: string;
+  enum?: unknown[];
+  maxProperties?: number;
+  propertyNames?: IFieldSchema;
+  additionalProperties?: IFieldSchema | boolean;
+  'x-hubgate-messages'?: Record<string, string>;
 }
 
-export type FieldType =
-  'int' | 'float' | 'string' | 'bool' | 'select' | 'mapping';
+/** The JSON Schema of a request's options. */
+export interface IOptionsSchema {
+  type: 'object';
+  properties: Record<string, IFieldSchema>;
+  /** Words for value types in messages, by JSON type ("a list" for an array). */
+  'x-hubgate-kinds': Record<string, string>;
+}
 
-export interface IFieldSpec {
-  type: FieldType;
-  min?: number | null;
-  max?: number | null;
-  options?: string[];
+/** How a form reads what people type for an option. */
+export type FormInput = 'text' | 'number' | 'checkbox' | 'choice' | 'yaml';
+
+/** Form hints, in react-jsonschema-form's uiSchema format. */
+export interface IOptionsUiSchema {
+  'ui:order': string[];
+  [field: string]:
+    string[] | { 'ui:help'?: string; 'ui:options'?: { input?: FormInput } };
 }
 
 export interface IOptionsReply {
-  fields: IOptionField[];
+  schema: IOptionsSchema;
+  ui_schema: IOptionsUiSchema;
 }
 
 export type ClusterStatus =
