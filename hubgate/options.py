@@ -865,7 +865,7 @@ class Options(MutableMapping):
     @classmethod
     def _from_spec(cls, spec: list[dict[str, Any]]) -> Options:
         """Build from a server's spec list (v1 entries, with or without ``help``)."""
-        return cls(*(Field.from_spec(entry) for entry in spec))
+        return cls(*(Field.from_spec(entry) for entry in spec if not _left_out(entry)))
 
     def _observe(self, callback: Callable[[str, Any], None]) -> None:
         self._observers.append(callback)
@@ -962,6 +962,17 @@ class Options(MutableMapping):
             display(widget, **kwargs)
         else:
             display({"text/plain": repr(self), "text/html": self._repr_html_()}, raw=True)
+
+
+def _left_out(entry: dict[str, Any]) -> bool:
+    """A field of a type this client does not know, which the service says the official
+    client goes without: this one does too (the service applies its default)."""
+    type_name = (entry.get("spec") or {}).get("type")
+    return (
+        "official_type" in entry
+        and entry["official_type"] is None
+        and type_name not in Field._registry
+    )
 
 
 # -- ready-made fields for operators -------------------------------------------------

@@ -103,8 +103,12 @@ def test_hubgates_client_reads_a_type_it_does_not_know_as_its_official_type() ->
     options = Options._from_spec([entry])
     assert options.walltime == "30m"
     options.walltime = "anything"  # checked as a string; the service checks the rest
+    # A type with no official type is left out, as the official client goes without it.
     seed = Seed("seed").rich_spec()
     seed["spec"]["type"] = "from-a-newer-service"
+    assert dict(Options._from_spec([entry, seed])) == {"walltime": "30m"}
+    # A v1 entry (no official_type) of an unknown type is still an error that says so.
+    del seed["official_type"]
     with pytest.raises(ValueError, match="does not understand"):
         Options._from_spec([seed])
 
