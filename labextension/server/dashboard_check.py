@@ -29,7 +29,7 @@ from dask_labextension.dashboardhandler import DaskDashboardCheckHandler
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.utils import url_path_join
 from tornado import web
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.httpclient import HTTPClientError
 
 from .upstream import HubgateUpstream
 
@@ -111,14 +111,8 @@ class HubgateDashboardCheckHandler(DaskDashboardCheckHandler):
         if not upstream.api_token:
             self.log.warning("hubgate: no JupyterHub API token to check dashboard %s", name)
             return None
-        request = HTTPRequest(
-            upstream.url_for(f"clusters/{name}/plots"),
-            headers={"Authorization": f"token {upstream.api_token}", "Accept": "application/json"},
-            request_timeout=upstream.request_timeout,
-            follow_redirects=False,
-        )
         try:
-            response = await AsyncHTTPClient().fetch(request, raise_error=False)
+            response = await upstream.fetch(f"clusters/{name}/plots")
         # raise_error=False still raises for connection failures and timeouts.
         except (OSError, HTTPClientError) as exc:
             self.log.warning("hubgate service at %s unreachable: %s", upstream.address, exc)

@@ -10,7 +10,7 @@ import tornado.web
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
-from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from tornado.httpclient import HTTPClientError
 
 from .upstream import HubgateUpstream
 
@@ -52,26 +52,16 @@ class HubgateProxyHandler(APIHandler):
                 "hubgate service with; start it from JupyterHub",
             )
             return
-        url = upstream.url_for(path)
         if self.request.query:
-            url = f"{url}?{self.request.query}"
-        headers = {"Authorization": f"token {upstream.api_token}", "Accept": "application/json"}
-        for name in _FORWARDED_HEADERS:
-            if name in self.request.headers:
-                headers[name] = self.request.headers[name]
+            path = f"{path}?{self.request.query}"
+        headers = {
+            n: self.request.headers[n] for n in _FORWARDED_HEADERS if n in self.request.headers
+        }
         method = self.request.method or "GET"
         # tornado requires a body for POST and forbids one for GET/DELETE.
         body = (self.request.body or b"") if method == "POST" else None
-        request = HTTPRequest(
-            url,
-            method=method,
-            headers=headers,
-            body=body,
-            request_timeout=upstream.request_timeout,
-            follow_redirects=False,
-        )
         try:
-            response = await AsyncHTTPClient().fetch(request, raise_error=False)
+            response = await upstream.fetch(path, method, headers, body)
         # raise_error=False still raises for connection failures and timeouts (599).
         except (OSError, HTTPClientError) as exc:
             self.log.warning("hubgate service at %s unreachable: %s", upstream.address, exc)

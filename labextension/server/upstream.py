@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
 from traitlets import Float, Unicode, default
 from traitlets.config import Configurable
 
@@ -66,3 +67,27 @@ class HubgateUpstream(Configurable):
 
     def url_for(self, path: str) -> str:
         return f"{self.address.rstrip('/')}/api/hubgate/{path.lstrip('/')}"
+
+    async def fetch(
+        self,
+        path: str,
+        method: str = "GET",
+        headers: dict[str, str] | None = None,
+        body: bytes | None = None,
+    ) -> HTTPResponse:
+        """Call ``api/hubgate/<path>`` (``path`` may end in ``?query``) with this server's
+        token. Any status comes back as a response; an unreachable service or a timeout
+        raises ``OSError`` or ``tornado.httpclient.HTTPClientError``."""
+        request = HTTPRequest(
+            self.url_for(path),
+            method=method,
+            headers={
+                **(headers or {}),
+                "Authorization": f"token {self.api_token}",
+                "Accept": "application/json",
+            },
+            body=body,
+            request_timeout=self.request_timeout,
+            follow_redirects=False,
+        )
+        return await AsyncHTTPClient().fetch(request, raise_error=False)
