@@ -594,13 +594,9 @@ class BatchBackend(Backend):
 
     def _local_backend(self) -> Backend:
         if self._local is None:
-            try:
-                from .local import LocalBackend  # type: ignore[import-not-found]
-            except ImportError as exc:
-                raise BackendError(
-                    "scheduler_on_service_host needs the local backend, which is not "
-                    "available; set scheduler_on_service_host = False"
-                ) from exc
+            # Imported here: most batch services never run a scheduler locally.
+            from ..local import LocalBackend
+
             # The scheduler runs here as the same system account as the jobs.
             self._local = LocalBackend(
                 parent=self,
