@@ -11,6 +11,7 @@ a plot pane dask-labextension opens in alice's lab draws the Bokeh plot.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import urllib.error
 import urllib.request
@@ -26,6 +27,7 @@ from hubgate.hubrunner import RunningHub
 from tests.e2e.service_api import ServiceApi
 from tests.fixtures.browser import hub_login
 from tests.fixtures.hub import start_hub
+from tests.fixtures.service_process import wait_until
 
 pytestmark = pytest.mark.slow
 
@@ -170,6 +172,12 @@ async def open_lab(new_page: Any, hub: RunningHub, user: str) -> Page:
     return page
 
 
+def _root_checks(hub: RunningHub) -> int:
+    """How often dask-labextension checked the hub's root from the browser (its restored
+    URL): the hub logs each as a redirect of ``/individual-plots.json``."""
+    return hub.log_path().read_text(errors="replace").count("GET /individual-plots.json?")
+
+
 async def test_a_plot_pane_draws_the_owners_plot(
     dask_hub: RunningHub, new_page: Any, alices_cluster: dict[str, Any]
 ) -> None:
@@ -179,7 +187,17 @@ async def test_a_plot_pane_draws_the_owners_plot(
     await expect(
         page.locator('.jp-SideBar .lm-TabBar-tab[data-id="hubgate-clusters"]')
     ).to_have_count(1)
+    checks_before = _root_checks(dask_hub)
     await page.locator('.jp-SideBar .lm-TabBar-tab[data-id="dask-dashboard-launcher"]').click()
+    # dask-labextension restores the URL it last had (here the hub's root, which it checks
+    # from the browser) after its panel shows, and a link pasted before that is
+    # overwritten: paste once it has checked the restored URL.
+    await asyncio.to_thread(
+        wait_until,
+        lambda: _root_checks(dask_hub) > checks_before,
+        30,
+        "dask-labextension to check the URL it restored",
+    )
     # What a user does: paste the cluster's dashboard link into dask-labextension's box.
     url_box = page.locator(".dask-URLInput-wrapper input")
     await url_box.fill(alices_cluster["dashboard_link"])
