@@ -98,6 +98,7 @@ class SchedulerProxy:
         self._routes: dict[str, str] = {}
         self._notes = RateLimitedLog(log)
         self._listener: socket.socket | None = None
+        self._bound_port = 0
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._relays: RelayPool | None = None
@@ -126,9 +127,7 @@ class SchedulerProxy:
     @property
     def port(self) -> int:
         """The port listened on (the real one when 0 was asked for)."""
-        if self._listener is None:
-            return self._requested_port
-        return self._listener.getsockname()[1]
+        return self._bound_port or self._requested_port
 
     @property
     def address(self) -> str:
@@ -163,6 +162,7 @@ class SchedulerProxy:
         if self._thread is not None:
             return
         listener = await self._listen()
+        self._bound_port = listener.getsockname()[1]
         self._admission = Admission(self.limits, self._fitting_max_connections())
         relays = RelayPool(self.limits.relay_threads, self.limits.idle_timeout, self._notes)
         relays.start()
@@ -250,9 +250,15 @@ class SchedulerProxy:
         self._accepting = True
         asyncio.get_running_loop().add_reader(listener.fileno(), self._accept_ready, listener)
 
+    # The listener closes first, before any relayed connection: a client whose
+    # connection ends reconnects at once, and must then be refused at connect rather
+    # than queued on a listener that is about to close.
     async def _end(self) -> None:
-        if self._accepting and self._listener is not None:
-            asyncio.get_running_loop().remove_reader(self._listener.fileno())
+        if self._listener is not None:
+            if self._accepting:
+                asyncio.get_running_loop().remove_reader(self._listener.fileno())
+            _close_listener(self._listener)
+            self._listener = None
         self._accepting = False
         tasks = list(self._handshakes)
         for task in tasks:
@@ -406,6 +412,24 @@ def _run_loop(loop: asyncio.AbstractEventLoop) -> None:
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
+
+
+def _close_listener(listener: socket.socket) -> None:
+    """Close ``listener`` with an orderly end for the connections still in its queue.
+
+    Closing a listener resets the connections the kernel queued on it. A client that
+    wraps such a socket in TLS just then leaks it in CPython 3.11 (python/cpython#113280:
+    ``ssl.SSLSocket`` raises on the reset and never closes itself), and the official
+    client reconnects exactly then. Accepted and closed, those connections see an end of
+    stream, which every client handles.
+    """
+    while True:
+        try:
+            conn, _ = listener.accept()
+        except OSError:  # BlockingIOError: the queue is empty
+            break
+        conn.close()
+    listener.close()
 
 
 def _peer_name(conn: socket.socket) -> str:
