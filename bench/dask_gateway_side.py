@@ -25,7 +25,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hubgate.hubrunner import free_port, stop_process_group
+from hubgate.tooling.hubrunner import free_port, stop_process_group
 
 SERVER_SCRIPT = Path(sys.executable).with_name("dask-gateway-server")
 

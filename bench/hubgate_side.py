@@ -1,6 +1,6 @@
 """hubgate as the benchmark runs it: a real JupyterHub with the hubgate service.
 
-Started by :mod:`hubgate.hubrunner` exactly as ``hubgate demo`` and the tests start it
+Started by :mod:`hubgate.tooling.hubrunner` exactly as ``hubgate demo`` and the tests start it
 (configurable-http-proxy, the hub, the service as a managed service, the local
 backend), with the demo's per-user limits lifted so one user may hold the 10 clusters
 of the ``list_clusters`` measurement, and worker sizes as on the dask-gateway side.
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hubgate.hubrunner import HubSettings, RunningHub
+from hubgate.tooling.hubrunner import HubSettings, RunningHub
 
 # Same cluster shape as dask_gateway_side: 1 core, 1 thread, 1 GiB per worker.
 BENCH_CONFIG = """

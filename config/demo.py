@@ -67,7 +67,7 @@ def configure_demo(c: Any) -> None:
     # per user, across all their clusters
     c.HubgateService.user_limits = {"max_clusters": 3, "max_cores": 12, "max_memory": "24G"}
     c.HubgateService.group_limits = {"staff": {"max_clusters": 10, "max_cores": 32}}
-    # admins: the hub's role "hubgate-admin" (hubgate.hubrunner) gives the admin and the
+    # admins: the hub's role "hubgate-admin" (hubgate.tooling.hubrunner) gives the admin and the
     # staff group the scope custom:hubgate:admin
 
 

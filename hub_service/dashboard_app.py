@@ -26,7 +26,7 @@ from urllib.parse import urlencode
 
 from tornado import web
 
-from ..dashboard_guard import dashboard_prefix
+from ..runtime.dashboard_guard import dashboard_prefix
 from .dashboard_origin import DashboardOrigin
 from .dashboard_proxy import (
     AUTHORIZE_SETTING,

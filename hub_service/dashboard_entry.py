@@ -22,7 +22,7 @@ from typing import Any
 
 from tornado import web
 
-from ..dashboard_guard import dashboard_prefix
+from ..runtime.dashboard_guard import dashboard_prefix
 from .auth import Unauthorized
 from .dashboard_app import enter_url
 from .dashboard_origin import DashboardOrigin

@@ -22,7 +22,7 @@ from typing import Any
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 
-from ..dashboard_guard import SECRET_HEADER, dashboard_prefix
+from ..runtime.dashboard_guard import SECRET_HEADER, dashboard_prefix
 from .errors import ServiceError
 
 __all__ = ["MAX_BODY", "MAX_PLOTS", "DashboardPlot", "fetch_plots", "parse_plots"]

@@ -44,7 +44,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from tornado.ioloop import IOLoop
 from tornado.iostream import StreamClosedError
 
-from ..dashboard_guard import SECRET_HEADER
+from ..runtime.dashboard_guard import SECRET_HEADER
 from .unexpected import LogsUnexpectedErrors
 
 __all__ = [

@@ -18,8 +18,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from ..cluster_process import AGENT_CA_FILE
-from ..dashboard_guard import DASHBOARD_SECRET_FILE, dashboard_prefix
+from ..runtime.cluster_process import AGENT_CA_FILE
+from ..runtime.dashboard_guard import DASHBOARD_SECRET_FILE, dashboard_prefix
 from ..spawners.accounts import AccountRefused
 from ..spawners.base import Backend, BackendError, Phase, ProcessSpec, ProcessStatus
 from .cluster_config import ClusterConfig
@@ -316,7 +316,7 @@ class ClusterManager:
             role="scheduler",
             name="scheduler",
             username=cluster.username,
-            argv=[self.settings.python, "-m", "hubgate.cluster_process", "scheduler"],
+            argv=[self.settings.python, "-m", "hubgate.runtime.cluster_process", "scheduler"],
             env=env,
             files=files,
             cores=cluster.config.scheduler_cores,
@@ -787,7 +787,7 @@ class ClusterManager:
             role="worker",
             name=worker.name,
             username=cluster.username,
-            argv=[self.settings.python, "-m", "hubgate.cluster_process", "worker"],
+            argv=[self.settings.python, "-m", "hubgate.runtime.cluster_process", "worker"],
             env=env,
             files=cluster.credentials.credentials_files("worker"),
             cores=cluster.config.worker_cores,

@@ -1,8 +1,8 @@
 """A fork server: schedulers and workers that start in milliseconds, not seconds.
 
-Starting ``python -m hubgate.cluster_process`` costs an interpreter start and the import
-of ``distributed`` (about half a second, several on a loaded machine). This server pays
-that once: it imports everything up front, then for each request forks a child that is
+Starting ``python -m hubgate.runtime.cluster_process`` costs an interpreter start and the
+import of ``distributed`` (about half a second, several on a loaded machine). This server
+pays that once: it imports everything up front, then for each request forks a child that is
 ready to run at once.
 
     python -m hubgate.spawners.forkserver <unix socket path>
@@ -21,8 +21,8 @@ service's), and a request names only paths and ids. The child calls ``setsid`` (
 outlives this server and the service), drops to ``uid``/``gid`` with exactly ``groups``
 (a system account's own groups; none otherwise), and only then opens its log, reads its environment from ``env_file`` (mode 0600
 in its own credentials folder, so the cluster's token and the user's variables reach no
-other process's memory) and runs ``hubgate.cluster_process.main([role])``. The server
-reaps its children and, when one ended without recording why (killed by a signal),
+other process's memory) and runs ``hubgate.runtime.cluster_process.main([role])``. The
+server reaps its children and, when one ended without recording why (killed by a signal),
 writes its exit status to its exit file, never following a link the user planted and
 never reading anything a user's process wrote.
 
@@ -62,7 +62,7 @@ __all__ = [
 ]
 
 #: Modules imported before the first fork; optional ones may be missing.
-PRELOAD = ("distributed", "hubgate.cluster_process", "hubgate.scheduler_agent")
+PRELOAD = ("distributed", "hubgate.runtime.cluster_process", "hubgate.runtime.scheduler_agent")
 OPTIONAL_PRELOAD = (
     "distributed.dashboard.scheduler",  # bokeh: half a second of every scheduler start
     "distributed.http.scheduler.prometheus",
@@ -176,7 +176,7 @@ class ForkServer:
                 self.record_exit(child, status)
 
     def record_exit(self, child: dict[str, Any], status: int) -> None:
-        from hubgate.cluster_process import (
+        from hubgate.runtime.cluster_process import (
             exit_record_from_status,
             read_exit_file,
             write_exit_file,
@@ -262,11 +262,11 @@ class ForkServer:
             os.environ.clear()
             os.environ.update(env)
             _refresh_dask_config()
-            sys.argv = ["hubgate.cluster_process", child.role]
+            sys.argv = ["hubgate.runtime.cluster_process", child.role]
             # No exec, so ps shows the server's command line; top and ps -o comm show this.
             with suppress(OSError), open("/proc/self/comm", "w") as comm:
                 comm.write(f"hubgate-{child.role}")
-            from hubgate.cluster_process import main
+            from hubgate.runtime.cluster_process import main
 
             code = main([child.role])
         except BaseException as exc:
@@ -337,7 +337,7 @@ def drop_privileges(uid: int, gid: int, groups: tuple[int, ...] = ()) -> None:
 
 def read_env_file(path: str) -> dict[str, str]:
     """The environment the service wrote for the child (read, then removed)."""
-    from hubgate.cluster_process import read_own_file
+    from hubgate.runtime.cluster_process import read_own_file
 
     data = json.loads(read_own_file(path, MAX_ENV_FILE))
     with suppress(OSError):

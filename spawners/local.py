@@ -17,8 +17,8 @@ there without following links the user may plant. Its state is ``{"pid", "start_
 "uid", "log", "workdir", "exit_file"}``: the start time from ``/proc/<pid>/stat`` tells a
 recycled pid from ours, so ``poll`` and ``stop`` work from stored state alone.
 
-The usual process, this interpreter running ``-m hubgate.cluster_process``, is forked
-from a fork server that has ``distributed`` imported already (see ``forkserver.py``);
+The usual process, this interpreter running ``-m hubgate.runtime.cluster_process``, is
+forked from a fork server that has ``distributed`` imported already (see ``forkserver.py``);
 anything else (a setup script, another Python environment) is exec'd as the account.
 """
 
@@ -42,7 +42,7 @@ from typing import Any, ClassVar
 from traitlets import Bool, Enum, Float, Integer, List, Tuple, Unicode, Union, default
 from traitlets import Callable as CallableTrait
 
-from hubgate.cluster_process import ExitRecord, read_exit_file, write_exit_file
+from hubgate.runtime.cluster_process import ExitRecord, read_exit_file, write_exit_file
 
 from .accounts import (
     Account,
@@ -185,7 +185,7 @@ class LocalBackend(Backend):
         ``distributed`` already: milliseconds instead of about a second per process.
 
         Used only for the standard command (this backend's ``python`` running
-        ``-m hubgate.cluster_process``) without a setup script or another Python
+        ``-m hubgate.runtime.cluster_process``) without a setup script or another Python
         environment; falls back to a normal start if the server cannot be used.
         """,
     )
@@ -342,7 +342,7 @@ class LocalBackend(Backend):
         code = (
             "import importlib.util, os, sys\n"
             "os.stat(sys.argv[1])\n"
-            "import hubgate.cluster_process\n"
+            "import hubgate.runtime.cluster_process\n"
             "assert importlib.util.find_spec('distributed'), 'distributed is not installed'\n"
         )
         try:
@@ -559,7 +559,7 @@ class LocalBackend(Backend):
         """The role to fork, when ``argv`` is exactly the standard command."""
         if not self.use_fork_server or spec.setup:
             return None
-        standard = [self.python, "-m", "hubgate.cluster_process"]
+        standard = [self.python, "-m", "hubgate.runtime.cluster_process"]
         if len(argv) == 4 and argv[:3] == standard and argv[3] in ROLES:
             return argv[3]
         return None

@@ -69,7 +69,7 @@ def test_gateway_yaml_uses_the_dask_gateway_keys() -> None:
 
 
 def test_generate_config_documents_every_option(capsys) -> None:  # type: ignore[no-untyped-def]
-    from hubgate.cli import main
+    from hubgate.tooling.cli import main
 
     assert main(["generate-config"]) == 0
     text = capsys.readouterr().out

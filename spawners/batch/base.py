@@ -43,7 +43,7 @@ from typing import Any, ClassVar
 from traitlets import Bool, Float, List, Unicode, Union, default
 from traitlets import Callable as CallableTrait
 
-from ...dashboard_guard import DASHBOARD_SECRET_FILE
+from ...runtime.dashboard_guard import DASHBOARD_SECRET_FILE
 from ..accounts import AccountRefused, check_uid
 from ..base import Backend, BackendError, Phase, ProcessSpec, ProcessState, ProcessStatus
 from .command import CommandError, CommandResult, failure, run_command
@@ -773,7 +773,7 @@ class BatchBackend(Backend):
         raise failure(result)
 
     async def _exit_record(self, state: ProcessState) -> Any:
-        from hubgate.cluster_process import ExitRecord
+        from hubgate.runtime.cluster_process import ExitRecord
 
         staging = state.get("staging_dir")
         if not staging:

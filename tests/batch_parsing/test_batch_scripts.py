@@ -27,7 +27,7 @@ def worker_spec(**kwargs) -> ProcessSpec:
         "role": "worker",
         "name": "w1",
         "username": "alice",
-        "argv": ["/opt/venv/bin/python", "-m", "hubgate.cluster_process", "worker"],
+        "argv": ["/opt/venv/bin/python", "-m", "hubgate.runtime.cluster_process", "worker"],
         "env": {"HUBGATE_WORKER_NAME": "w1", "MY_OPTION": "it's $HOME"},
         "cores": 2,
         "memory": 4 * 2**30,
@@ -76,7 +76,7 @@ if [ "$hubgate_setup_status" -ne 0 ]; then
     exit "$hubgate_setup_status"
 fi
 
-exec /opt/venv/bin/python -m hubgate.cluster_process worker
+exec /opt/venv/bin/python -m hubgate.runtime.cluster_process worker
 """
 
 

@@ -146,7 +146,9 @@ def test_the_environment_is_in_the_staged_script_not_the_description():
     # HTCondor writes stderr to a file of its own; the service reads job.out.
     assert "\numask 077\nexec 2>&1\nexport HUBGATE_WORKER_NAME=w1\n" in script
     assert "export MY_OPTION='it'\"'\"'s $HOME'\n" in script
-    assert script.endswith("\nexec /opt/venv/bin/python -m hubgate.cluster_process worker\n")
+    assert script.endswith(
+        "\nexec /opt/venv/bin/python -m hubgate.runtime.cluster_process worker\n"
+    )
     assert "MY_OPTION" not in submission.text and "HUBGATE_" not in submission.text
     assert "accounting_group" not in submission.text  # no account: the pool's default
 
@@ -241,7 +243,7 @@ def nobody_spec() -> ProcessSpec:
         role="worker",
         name="w1",
         username=pwd.getpwnam("nobody").pw_name,
-        argv=["python", "-m", "hubgate.cluster_process", "worker"],
+        argv=["python", "-m", "hubgate.runtime.cluster_process", "worker"],
         env={"MY_OPTION": "x"},
         files={"worker.key": b"secret"},
     )

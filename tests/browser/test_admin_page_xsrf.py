@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, expect
 
-from hubgate.hubrunner import RunningHub
+from hubgate.tooling.hubrunner import RunningHub
 from tests.browser.test_dashboard_via_hub import WAIT_MS, logged_in, wait_for_row
 from tests.e2e.service_api import ServiceApi
 

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, WebSocket, expect
 
-from hubgate.hubrunner import RunningHub
+from hubgate.tooling.hubrunner import RunningHub
 from tests.e2e.service_api import ServiceApi
 from tests.fixtures.browser import hub_login
 

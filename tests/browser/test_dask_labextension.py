@@ -23,7 +23,7 @@ from urllib.parse import quote
 import pytest
 from playwright.async_api import Page, expect
 
-from hubgate.hubrunner import RunningHub
+from hubgate.tooling.hubrunner import RunningHub
 from tests.e2e.service_api import ServiceApi
 from tests.fixtures.browser import hub_login
 from tests.fixtures.hub import start_hub

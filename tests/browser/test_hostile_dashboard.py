@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page
 
-from hubgate.hubrunner import RunningHub
+from hubgate.tooling.hubrunner import RunningHub
 from tests.e2e.service_api import ServiceApi
 from tests.fixtures.browser import hub_login
 from tests.fixtures.hub import gateway_env, run_python

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from playwright.async_api import Page, Route, expect
 
-from hubgate.hubrunner import RunningHub
+from hubgate.tooling.hubrunner import RunningHub
 from tests.browser.test_sidebar import SCREENSHOTS, START_MS, card, open_lab, open_sidebar
 from tests.e2e.service_api import ServiceApi
 

@@ -14,8 +14,8 @@ import pytest
 from playwright.async_api import expect
 
 import tests.toy_fields  # noqa: F401  (the kernel of a hub that ships the types imports them)
-from hubgate.hubrunner import RunningHub
 from hubgate.options import Options
+from hubgate.tooling.hubrunner import RunningHub
 from hubgate.widgets import options_widget
 from tests.browser.test_sidebar import open_lab, open_sidebar
 from tests.e2e.hub_api import HubgateAPI, checked, run_client, values

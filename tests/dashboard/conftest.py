@@ -24,9 +24,9 @@ import pytest
 from jupyterhub.services.auth import HubOAuth, HubOAuthenticated
 from tornado import httpserver, web, websocket
 
-from hubgate.dashboard_guard import dashboard_prefix
 from hubgate.hub_service.dashboard_proxy import check_dashboard_access, dashboard_routes
 from hubgate.hub_service.pages import page_routes
+from hubgate.runtime.dashboard_guard import dashboard_prefix
 
 SERVICE_PREFIX = "/services/dask-gateway/"
 CLUSTER = "c0ffee"
@@ -52,7 +52,7 @@ SCHEDULER_MAIN = """
 import asyncio, json, sys
 import dask
 from distributed import Scheduler
-from hubgate.dashboard_guard import require_dashboard_secret
+from hubgate.runtime.dashboard_guard import require_dashboard_secret
 
 async def main(prefix, secret):
     # Also serve the scheduler's JSON API (it has a POST endpoint) under the dashboard.

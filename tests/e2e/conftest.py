@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from hubgate.hubrunner import RunningHub
+from hubgate.tooling.hubrunner import RunningHub
 from tests.e2e.hub_api import OPS_HUB_CONFIG, HubgateAPI
 from tests.fixtures.hub import start_hub
 

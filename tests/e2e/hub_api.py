@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from hubgate.hubrunner import RunningHub
+from hubgate.tooling.hubrunner import RunningHub
 from tests.fixtures.hub import gateway_env
 
 # A hub whose options reach the knobs these tests turn: an idle timeout in seconds, a

@@ -17,7 +17,7 @@ from typing import Any
 
 import jsonschema
 
-from hubgate.hubrunner import RunningHub
+from hubgate.tooling.hubrunner import RunningHub
 
 ALL_STATUSES = "pending,running,stopping,stopped,failed"
 

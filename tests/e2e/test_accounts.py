@@ -23,7 +23,7 @@ import pytest
 from dask_gateway import Gateway, GatewayCluster, JupyterHubAuth
 from distributed import Client
 
-from hubgate.hubrunner import RunningHub
+from hubgate.tooling.hubrunner import RunningHub
 from tests.e2e.service_api import ServiceApi, check_with_openapi
 from tests.fixtures.hub import start_hub
 from tests.fixtures.service_process import cmdline, restart_service, service_pid

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hubgate.hub_service.auth import ADMIN_SCOPE, SESSION_COOKIE
-from hubgate.hubrunner import RunningHub
+from hubgate.tooling.hubrunner import RunningHub
 from tests.e2e.service_api import ServiceApi, check_with_openapi
 from tests.fixtures.hub import gateway_env, run_python
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from tornado.httpclient import HTTPClientError
 
-from hubgate.hubrunner import RunningHub
-from hubgate.scheduler_agent import SchedulerAgent
+from hubgate.runtime.scheduler_agent import SchedulerAgent
+from hubgate.tooling.hubrunner import RunningHub
 from tests.e2e.service_api import ServiceApi
 from tests.e2e.tls_terminator import TlsTerminator, make_ca_and_server_cert
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from hubgate.hubrunner import RunningHub
+from hubgate.tooling.hubrunner import RunningHub
 from tests.e2e.service_api import ServiceApi, check_with_openapi
 from tests.fixtures.hub import gateway_env
 

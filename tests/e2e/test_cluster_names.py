@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from hubgate.cluster_names import DISPLAY_NAME_OPTION, check_display_name
-from hubgate.hubrunner import RunningHub
+from hubgate.tooling.hubrunner import RunningHub
 from tests.e2e.hub_api import values
 from tests.e2e.service_api import ServiceApi
 from tests.fixtures.hub import gateway_env, run_python

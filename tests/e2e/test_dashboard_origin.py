@@ -17,7 +17,7 @@ import pytest
 from tornado.httpclient import HTTPClientError
 from tornado.websocket import websocket_connect
 
-from hubgate.hubrunner import RunningHub
+from hubgate.tooling.hubrunner import RunningHub
 from tests.e2e.dashboard_client import DashboardVisit, fetch
 from tests.e2e.service_api import ServiceApi
 from tests.fixtures.hub import gateway_env, run_python

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from hubgate.hubrunner import free_port
+from hubgate.tooling.hubrunner import free_port
 from tests.e2e.hub_api import checked, values
 
 pytestmark = pytest.mark.slow

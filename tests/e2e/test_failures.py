@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from hubgate.hubrunner import RunningHub
+from hubgate.tooling.hubrunner import RunningHub
 from tests.e2e.hub_api import HubgateAPI, checked, run_client, values
 
 pytestmark = pytest.mark.slow

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from hubgate.hubrunner import RunningHub
+from hubgate.tooling.hubrunner import RunningHub
 from tests.e2e.dashboard_client import open_dashboard
 from tests.e2e.hub_api import HubgateAPI, run_client, values, wait_until
 

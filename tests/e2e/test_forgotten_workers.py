@@ -12,7 +12,7 @@ from distributed import Client
 
 from hubgate import Gateway as HubgateGateway
 from hubgate.auth import JupyterHubAuth as HubgateJupyterHubAuth
-from hubgate.hubrunner import RunningHub
+from hubgate.tooling.hubrunner import RunningHub
 from tests.fixtures.service_process import restart_service, wait_until
 
 pytestmark = pytest.mark.slow

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hubgate.hubrunner import RunningHub
+from hubgate.tooling.hubrunner import RunningHub
 from tests.e2e.dashboard_client import open_dashboard
 from tests.e2e.service_api import ALL_STATUSES, ServiceApi, check_with_openapi
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from hubgate.hub_service.cluster_settings import MISCONFIGURED
-from hubgate.hubrunner import RunningHub
+from hubgate.tooling.hubrunner import RunningHub
 from tests.e2e.hub_api import HubgateAPI, checked, run_client, service_log, values
 from tests.e2e.snippets import attempt
 from tests.fixtures.hub import start_hub

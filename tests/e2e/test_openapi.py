@@ -11,7 +11,7 @@ from openapi_spec_validator import validate as validate_openapi
 from tornado.web import RequestHandler
 
 from hubgate.hub_service import api_hubgate, api_v1
-from hubgate.hubrunner import RunningHub
+from hubgate.tooling.hubrunner import RunningHub
 from tests.e2e.service_api import (
     ServiceApi,
     check_with_openapi,

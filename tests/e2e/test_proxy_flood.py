@@ -25,7 +25,7 @@ import pytest
 from dask_gateway import Gateway
 from dask_gateway.auth import JupyterHubAuth
 
-from hubgate.hubrunner import RunningHub
+from hubgate.tooling.hubrunner import RunningHub
 from tests.fixtures.hub import gateway_env, run_python, start_hub
 from tests.proxy.hello import client_hello
 

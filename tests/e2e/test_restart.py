@@ -9,7 +9,7 @@ import pytest
 from dask_gateway import Gateway
 from dask_gateway.auth import JupyterHubAuth
 
-from hubgate.hubrunner import RunningHub
+from hubgate.tooling.hubrunner import RunningHub
 from tests.fixtures.service_process import cluster_processes, restart_service, wait_until
 
 pytestmark = pytest.mark.slow

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from hubgate.hubrunner import RunningHub, free_port
+from hubgate.tooling.hubrunner import RunningHub, free_port
 from tests.e2e.hub_api import HubgateAPI, values, wait_until
 from tests.fixtures.hub import ServerKernel, start_hub
 from tests.fixtures.service_process import restart_service

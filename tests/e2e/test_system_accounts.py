@@ -28,7 +28,7 @@ import cloudpickle
 import pytest
 from dask_gateway import GatewayCluster
 
-from hubgate.hubrunner import RunningHub
+from hubgate.tooling.hubrunner import RunningHub
 from tests.e2e.service_api import ServiceApi, check_with_openapi
 from tests.e2e.test_accounts import alice_and_bob_clusters, gateway_for, processes_in
 from tests.fixtures.hub import start_hub

@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, inspect
 from sqlalchemy.engine import Engine
 
 from hubgate.hub_service.schema import VERSION_TABLE, head_revision
-from hubgate.hubrunner import RunningHub
+from hubgate.tooling.hubrunner import RunningHub
 from tests.fixtures.previous_release import PreviousRelease
 from tests.fixtures.service_process import (
     cluster_processes,

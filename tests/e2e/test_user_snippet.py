@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hubgate.hubrunner import RunningHub
+from hubgate.tooling.hubrunner import RunningHub
 from tests.e2e.snippets import USER_SNIPPET
 from tests.fixtures.hub import gateway_env, run_python
 

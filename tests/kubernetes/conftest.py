@@ -34,8 +34,8 @@ from typing import Any
 import pytest
 import yaml
 
-from hubgate.hubrunner import stop_process_group
 from hubgate.spawners.kubernetes import KubernetesBackend
+from hubgate.tooling.hubrunner import stop_process_group
 from tests.fake_kube_apiserver import StandInApiServer
 
 REAL_KUBECONFIG = os.environ.get("HUBGATE_TEST_KUBECONFIG", "")

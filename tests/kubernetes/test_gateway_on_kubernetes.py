@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from hubgate.hubrunner import RunningHub
 from hubgate.spawners.kube_objects import LABEL_CLUSTER, LABEL_ROLE, LABEL_USER, escape_label_value
+from hubgate.tooling.hubrunner import RunningHub
 from tests.e2e.dashboard_client import open_dashboard
 from tests.e2e.service_api import ServiceApi
 from tests.e2e.snippets import USER_SNIPPET

@@ -33,7 +33,7 @@ SCHEDULER = KubeProcess(
     role="scheduler",
     process_name="scheduler",
     image="pangeo/base-notebook:2024.01.01",
-    command=["python", "-m", "hubgate.cluster_process", "scheduler"],
+    command=["python", "-m", "hubgate.runtime.cluster_process", "scheduler"],
     env={"HUBGATE_CLUSTER_NAME": "c1"},
     files={"ca.crt": b"CA", "token": b"secret"},
     cores=0.5,
@@ -92,7 +92,7 @@ def test_scheduler_pod() -> None:
                 {
                     "name": "dask",
                     "image": "pangeo/base-notebook:2024.01.01",
-                    "command": ["python", "-m", "hubgate.cluster_process", "scheduler"],
+                    "command": ["python", "-m", "hubgate.runtime.cluster_process", "scheduler"],
                     "env": [{"name": "HUBGATE_CLUSTER_NAME", "value": "c1"}],
                     "resources": {
                         "requests": {"cpu": "500m", "memory": "1073741824"},
@@ -136,7 +136,7 @@ def test_worker_pod_with_placement_and_pull_settings() -> None:
         name="hubgate-c1-worker-w1",
         role="worker",
         process_name="w1",
-        command=["python", "-m", "hubgate.cluster_process", "worker"],
+        command=["python", "-m", "hubgate.runtime.cluster_process", "worker"],
         env={},
         field_env={"HUBGATE_ADVERTISE_HOST": "status.podIP"},
         cores=2,

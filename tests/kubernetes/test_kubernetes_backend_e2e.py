@@ -1,5 +1,5 @@
 """The Kubernetes backend end to end: real schedulers and workers (``python -m
-hubgate.cluster_process``) in pods, through the stand-in API server by default, or a
+hubgate.runtime.cluster_process``) in pods, through the stand-in API server by default, or a
 real cluster with ``HUBGATE_TEST_KUBECONFIG`` (the test ids say which)."""
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ ALICE = "alice@example.org"  # not a valid label value: exercises the escaping
 
 
 def runtime(kube_target: Any, role: str) -> list[str]:
-    return [kube_target.python, "-m", "hubgate.cluster_process", role]
+    return [kube_target.python, "-m", "hubgate.runtime.cluster_process", role]
 
 
 async def poll_until(backend: Any, state: dict[str, Any], phase: Phase, within: float = 120):

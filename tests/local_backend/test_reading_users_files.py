@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hubgate.cluster_process import read_own_file
+from hubgate.runtime.cluster_process import read_own_file
 from hubgate.spawners.forkserver import last_line
 from hubgate.spawners.local import _tail
 

@@ -54,7 +54,7 @@ def _user_can_run_python(user: str) -> bool:
         sys.executable,
         "-I",
         "-c",
-        "import hubgate.cluster_process, distributed",
+        "import hubgate.runtime.cluster_process, distributed",
     ]
     return subprocess.run(probe, capture_output=True, cwd="/", timeout=120).returncode == 0
 

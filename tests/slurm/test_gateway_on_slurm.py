@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from slurm_cluster import SlurmCluster
 
-from hubgate.hubrunner import RunningHub
+from hubgate.tooling.hubrunner import RunningHub
 from tests.fixtures.hub import gateway_env, run_python, start_hub
 from tests.fixtures.service_process import restart_service
 

@@ -13,7 +13,6 @@ from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 from tornado.web import Application, RequestHandler
 
-from hubgate.dashboard_guard import SECRET_HEADER
 from hubgate.hub_service.dashboard_plots import (
     MAX_BODY,
     MAX_PLOTS,
@@ -22,6 +21,7 @@ from hubgate.hub_service.dashboard_plots import (
     fetch_plots,
     parse_plots,
 )
+from hubgate.runtime.dashboard_guard import SECRET_HEADER
 
 PREFIX = "/clusters/abc"
 SECRET = "the-dashboard-secret"

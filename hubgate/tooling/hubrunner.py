@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .hub_service.auth import ADMIN_SCOPE
-from .hub_service.hub_servers import NEEDED_SCOPES as SERVER_WATCH_SCOPES
-from .spawners.accounts import untraversable_ancestor
+from ..hub_service.auth import ADMIN_SCOPE
+from ..hub_service.hub_servers import NEEDED_SCOPES as SERVER_WATCH_SCOPES
+from ..spawners.accounts import untraversable_ancestor
 
 ADMIN_SERVICE = "hubgate-admin-helper"
 ADMIN_SCOPE_DESCRIPTION = (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 def _service(argv: list[str]) -> int:
-    from .hub_service.app import main
+    from ..hub_service.app import main
 
     main(argv)
     return 0
@@ -21,7 +21,7 @@ def _demo(argv: list[str]) -> int:
 
 
 def _generate_config(argv: list[str]) -> int:
-    from .hub_service.app import HubgateService
+    from ..hub_service.app import HubgateService
 
     parser = argparse.ArgumentParser(
         prog="hubgate generate-config",
@@ -54,9 +54,9 @@ def _upgrade_db(argv: list[str]) -> int:
     from sqlalchemy import create_engine
     from sqlalchemy.exc import OperationalError
 
-    from .hub_service.app import HubgateService
-    from .hub_service.schema import SchemaError, prepare_schema
-    from .hub_service.store import metadata
+    from ..hub_service.app import HubgateService
+    from ..hub_service.schema import SchemaError, prepare_schema
+    from ..hub_service.store import metadata
 
     parser = argparse.ArgumentParser(
         prog="hubgate upgrade-db",
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {name:<16} {text}")
         return 0 if argv else 2
     if argv[0] in ("-V", "--version"):
-        from ._version import __version__
+        from .._version import __version__
 
         print(__version__)
         return 0

@@ -43,7 +43,7 @@ def versions() -> dict[str, str]:
     import distributed
     import msgpack
 
-    from . import __version__
+    from .._version import __version__
 
     return {
         "python": platform.python_version(),
