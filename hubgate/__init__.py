@@ -13,11 +13,11 @@ from typing import Any
 from ._version import __version__
 
 _LAZY = {
-    "BasicAuth": "auth",
-    "GatewayAuth": "auth",
-    "JupyterHubAuth": "auth",
-    "KerberosAuth": "auth",
-    "get_auth": "auth",
+    "BasicAuth": "client",
+    "GatewayAuth": "client",
+    "JupyterHubAuth": "client",
+    "KerberosAuth": "client",
+    "get_auth": "client",
     "ClusterReport": "client",
     "ClusterStatus": "client",
     "Gateway": "client",
@@ -28,7 +28,7 @@ _LAZY = {
     "GatewayWarning": "client",
     "Options": "options",
     "OptionsError": "options",
-    "VersionReport": "versions",
+    "VersionReport": "client",
 }
 
 __all__ = [*_LAZY, "__version__"]

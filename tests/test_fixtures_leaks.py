@@ -176,7 +176,7 @@ def test_the_leaking_test_fails_and_no_other(tmp_path: Path) -> None:
     assert seen == EXPECTED, textwrap.shorten(proc.stdout, 20000)
     report = proc.stdout
     assert "the event loop of: dask_gateway.client.Gateway" in report
-    assert "the event loop of: hubgate.client.Gateway" in report
+    assert "the event loop of: hubgate.client.gateway.Gateway" in report
     assert "thread 'forgotten' (daemon=False" in report
     assert "still running): sleep 30" in report
     assert "made by fixture 'leaky_module_fixture'" in report

@@ -11,7 +11,7 @@ from traitlets.config import Configurable
 
 def _address_from_dask_config(key: str = "gateway.address") -> str:
     try:
-        from hubgate.dask_config import config_value
+        from hubgate.client.dask_config import config_value
 
         return str(config_value(key) or "")
     except ValueError:

@@ -17,8 +17,8 @@ from distributed.comm import get_address_host_port
 from distributed.comm.registry import backends
 from distributed.security import Security
 
-from hubgate.comm import GatewayConnector, GatewaySecurity, parse_gateway_address
-from hubgate.versions import VersionReport
+from hubgate.client.comm import GatewayConnector, GatewaySecurity, parse_gateway_address
+from hubgate.client.versions import VersionReport
 
 
 def _pem(cert) -> str:

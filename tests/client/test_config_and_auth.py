@@ -8,10 +8,10 @@ import importlib
 import dask.config
 import pytest
 
-import hubgate.dask_config
+import hubgate.client.dask_config
 from hubgate import BasicAuth, Gateway, JupyterHubAuth, KerberosAuth, get_auth
-from hubgate.auth import GatewayAuth
 from hubgate.client import infer_proxy_address
+from hubgate.client.auth import GatewayAuth
 
 
 class TokenAuth(GatewayAuth):
@@ -34,7 +34,7 @@ def test_loading_defaults_again_never_clobbers_user_values():
     import dask_gateway  # noqa: F401  (the official client loads its own defaults too)
 
     with dask.config.set({"gateway.auth.type": "jupyterhub", "gateway.address": "http://x"}):
-        hubgate.dask_config.load_defaults()
+        hubgate.client.dask_config.load_defaults()
         importlib.reload(importlib.import_module("dask_gateway.config"))
         assert dask.config.get("gateway.auth.type") == "jupyterhub"
         assert dask.config.get("gateway.address") == "http://x"

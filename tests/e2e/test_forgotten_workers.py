@@ -11,7 +11,7 @@ from dask_gateway.auth import JupyterHubAuth
 from distributed import Client
 
 from hubgate import Gateway as HubgateGateway
-from hubgate.auth import JupyterHubAuth as HubgateJupyterHubAuth
+from hubgate.client.auth import JupyterHubAuth as HubgateJupyterHubAuth
 from hubgate.tooling.hubrunner import RunningHub
 from tests.fixtures.service_process import restart_service, wait_until
 
