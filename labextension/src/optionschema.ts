@@ -1,6 +1,6 @@
 /**
  * Options checked in the browser by their JSON Schema, as hubgate's service serves it
- * (built by hubgate/options.py): the rules are the schema's keywords, the messages are
+ * (built by hubgate/options/): the rules are the schema's keywords, the messages are
  * the templates under `x-hubgate-messages`, the same ones the service raises. Nothing
  * here knows an option type, so a new type needs no change here; the shared cases in
  * tests/options_cases.json check this file and Python against each other.
