@@ -17,7 +17,7 @@ The handlers take callables from the tornado application settings:
     :func:`check_dashboard_access`.
 ``settings["hubgate_dashboard_secret"](name) -> str | None`` (optional)
     the cluster's dashboard secret, sent to the scheduler in ``X-Hubgate-Dashboard-Secret``
-    (``hubgate/dashboard_guard.py``: the scheduler refuses requests without it).
+    (``hubgate/runtime/dashboard_guard.py``: the scheduler refuses requests without it).
 
 What the scheduler answers is the cluster owner's content, hostile as far as the viewer
 is concerned: its ``Set-Cookie`` headers are dropped, and every answer gets a content
