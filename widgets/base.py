@@ -1,4 +1,6 @@
-"""Shared pieces of the widgets: lazy ipywidgets, fallback display, guarded callbacks."""
+"""Shared pieces of the widgets: is ipywidgets there, fallback display, guarded callbacks.
+
+Nothing here imports ipywidgets, so the fallbacks work without it."""
 
 from __future__ import annotations
 
@@ -11,13 +13,15 @@ from typing import Any
 logger = logging.getLogger("hubgate.widgets")
 
 
-def load_ipywidgets() -> Any | None:
-    """ipywidgets, or None when it is not installed (callers then fall back to HTML)."""
+def ipywidgets_installed() -> bool:
+    """Whether ipywidgets imports (else the factories return None and callers fall back
+    to HTML). Asked apart from importing the widget modules, so that an ImportError of
+    our own is raised, not mistaken for a missing ipywidgets."""
     try:
-        import ipywidgets
+        import ipywidgets  # noqa: F401
     except ImportError:
-        return None
-    return ipywidgets
+        return False
+    return True
 
 
 class FallbackDisplay:
