@@ -16,6 +16,7 @@ from .api_v1 import (
 )
 from .cluster_settings import option_set_for
 from .dashboard_plots import fetch_plots
+from .direct_address import direct_scheduler_address
 from .errors import Conflict, Invalid
 from .handlers_base import BaseHandler
 from .model import Cluster, ClusterStatus, to_rich_json
@@ -33,10 +34,16 @@ def check_lease_seconds(seconds: Any) -> None:
 
 class HubgateHandler(BaseHandler):
     def rich(self, cluster: Cluster) -> dict[str, Any]:
+        service = self.service
         return to_rich_json(
             cluster,
-            service_prefix=self.service.service_prefix,
-            proxy_address=self.service.public_proxy_address,
+            service_prefix=service.service_prefix,
+            proxy_address=service.public_proxy_address,
+            direct_address=direct_scheduler_address(
+                cluster,
+                self.user.name,
+                service.direct_connect_host if service.direct_connect else "",
+            ),
         )
 
 

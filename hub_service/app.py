@@ -50,6 +50,7 @@ from .dashboard_entry import ENTRY_SETTING, DashboardEntry, entry_routes
 from .dashboard_origin import DashboardOrigin
 from .dashboard_proxy import check_dashboard_access
 from .dashboard_sessions import DashboardGrant, DashboardSessions
+from .direct_address import check_host_template
 from .errors import ServiceError
 from .fd_limit import raise_open_files_limit
 from .handlers_base import NotFoundHandler, OAuthCallbackHandler
@@ -131,6 +132,33 @@ class HubgateService(Application):
     @default("public_proxy_address")
     def _default_public_proxy(self) -> str:
         return f"gateway://{self.scheduler_proxy_address}"
+
+    direct_connect = Bool(
+        True,
+        config=True,
+        help="""Give each cluster's owner (only; admins never) its scheduler's direct
+        address in hubgate's API (direct_scheduler_address), so that hubgate's client
+        connects to the scheduler without the scheduler proxy when it can reach it, and
+        falls back to the proxy when it cannot. The address gives nobody access: the
+        scheduler requires the cluster's client certificate. False: clients always use
+        the proxy (the official dask-gateway client always does).""",
+    )
+
+    direct_connect_host = Unicode(
+        "{host}",
+        config=True,
+        help="""The host in direct scheduler addresses, as a template of the backend's
+        host for the scheduler ({host}: 127.0.0.1 on the local backend, the job's node
+        for batch, the pod IP on Kubernetes), for sites where notebooks reach compute
+        nodes under other names, e.g. '{host}-ib' for an InfiniBand interface.""",
+    )
+
+    @validate("direct_connect_host")
+    def _check_direct_connect_host(self, proposal: Any) -> str:
+        try:
+            return check_host_template(proposal["value"])
+        except ValueError as exc:
+            raise TraitError(str(exc)) from None
 
     # The scheduler proxy's caps and timeouts (hub_service/proxy_admission.ProxyLimits).
     scheduler_proxy_max_connections = Integer(

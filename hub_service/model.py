@@ -216,9 +216,14 @@ def to_v1_json(cluster: Cluster, *, credentials: bool = True) -> dict[str, Any]:
 
 
 def to_rich_json(
-    cluster: Cluster, *, service_prefix: str, proxy_address: str | None
+    cluster: Cluster,
+    *,
+    service_prefix: str,
+    proxy_address: str | None,
+    direct_address: str | None = None,
 ) -> dict[str, Any]:
-    """hubgate's own, richer view of a cluster (see docs/internals.md)."""
+    """hubgate's own, richer view of a cluster (see docs/internals.md).
+    ``direct_address``: the scheduler's, for its owner only (``direct_address.py``)."""
     live = cluster.live_workers()
     running = cluster.running_workers()
     route = cluster.dashboard_route()
@@ -251,6 +256,7 @@ def to_rich_json(
             if proxy_address and cluster.status is ClusterStatus.RUNNING
             else None
         ),
+        "direct_scheduler_address": direct_address,
         "idle_since": _iso(cluster.idle_since),
         "lease_expires": _iso(cluster.lease_expires),
         "events": [{"time": _iso(t), "message": m} for t, m in list(cluster.events)[-20:]],

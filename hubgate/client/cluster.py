@@ -73,6 +73,7 @@ class GatewayCluster:
         asynchronous: bool = False,
         loop: Any = None,
         display_name: str | None = None,
+        direct_connect: bool | str | None = None,
         **kwargs: Any,
     ) -> None:
         self._init_internal(
@@ -80,6 +81,7 @@ class GatewayCluster:
             proxy_address=proxy_address,
             public_address=public_address,
             auth=auth,
+            direct_connect=direct_connect,
             cluster_options=cluster_options,
             cluster_kwargs=kwargs,
             display_name=display_name,
@@ -99,6 +101,7 @@ class GatewayCluster:
         auth: GatewayAuth | str | None = None,
         asynchronous: bool = False,
         loop: Any = None,
+        direct_connect: bool | str | None = None,
     ) -> GatewayCluster:
         """Connect to an existing cluster by id (or, on hubgate, display name)."""
         self = object.__new__(cls)
@@ -107,6 +110,7 @@ class GatewayCluster:
             proxy_address=proxy_address,
             public_address=public_address,
             auth=auth,
+            direct_connect=direct_connect,
             shutdown_on_close=shutdown_on_close,
             asynchronous=asynchronous,
             loop=loop,
@@ -127,6 +131,7 @@ class GatewayCluster:
         cluster_kwargs: dict[str, Any] | None = None,
         name: str | None = None,
         display_name: str | None = None,
+        direct_connect: bool | str | None = None,
     ) -> None:
         self.status = "created" if name is None else "starting"
         self.shutdown_on_close = shutdown_on_close
@@ -155,6 +160,7 @@ class GatewayCluster:
             auth=auth,
             asynchronous=asynchronous,
             loop=loop,
+            direct_connect=direct_connect,
         )
         self._instances.add(self)
         if not self.asynchronous:
@@ -199,7 +205,8 @@ class GatewayCluster:
             self._lease_task = asyncio.ensure_future(self._keep_lease(self.name))
         report = await self.gateway._wait_for_start(self.name)
         self.display_name = report.display_name
-        self.scheduler_address = report.scheduler_address
+        # the scheduler itself when allowed and reachable, else the proxy
+        self.scheduler_address = await self.gateway._scheduler_address_for(report)
         self.dashboard_link = report.dashboard_link
         self.security = report.security
         await self._watch_scheduler()

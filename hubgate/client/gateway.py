@@ -33,6 +33,12 @@ from . import comm  # noqa: F401  (registers the gateway:// comm)
 from .addresses import http_proxy_kwargs, infer_proxy_address
 from .auth import GatewayAuth, get_auth
 from .dask_config import config_value, format_template
+from .direct_connect import (
+    NEVER,
+    choose_scheduler_address,
+    direct_connect_timeout,
+    parse_direct_connect,
+)
 from .display import show
 from .errors import (
     GatewayClusterError,
@@ -65,6 +71,11 @@ class Gateway:
     auth:
         A ``GatewayAuth``, or ``"basic"``, ``"jupyterhub"``, ``"kerberos"``;
         defaults to ``gateway.auth.type``.
+    direct_connect:
+        hubgate only: ``"auto"`` connects to your clusters' schedulers directly when
+        this process can reach them, else through the proxy; ``"always"`` only
+        directly; ``"never"`` (or ``False``) only through the proxy. Defaults to
+        ``gateway.direct-connect``, then ``"auto"`` (see ``direct_connect.py``).
     asynchronous:
         Return awaitables instead of blocking (for use in async code).
     loop:
@@ -79,6 +90,7 @@ class Gateway:
         auth: GatewayAuth | str | None = None,
         asynchronous: bool = False,
         loop: Any = None,
+        direct_connect: bool | str | None = None,
     ) -> None:
         if address is None:
             address = config_value("gateway.address")
@@ -96,6 +108,11 @@ class Gateway:
         self.proxy_address = infer_proxy_address(self.address, proxy_address)
         self._request_kwargs = http_proxy_kwargs(urlparse(self.address).scheme)
         self.auth = get_auth(auth)
+        if direct_connect is None:
+            self.direct_connect = parse_direct_connect(config_value("gateway.direct-connect"))
+        else:
+            self.direct_connect = parse_direct_connect(direct_connect, "direct_connect")
+        self._direct_connect_timeout = direct_connect_timeout()
 
         self._session: aiohttp.ClientSession | None = None
         # None: not asked yet; False: a plain dask-gateway; dict: hubgate's whoami.
@@ -492,6 +509,30 @@ class Gateway:
             if loop.time() - started < 0.5:
                 await asyncio.sleep(0.5)
 
+    async def _scheduler_address_for(self, report: ClusterReport) -> str | None:
+        """Where ``distributed`` should connect to the running cluster of ``report``:
+        its scheduler directly when ``direct_connect`` allows and it answers, else the
+        proxy address (``direct_connect.py``)."""
+        proxy = report.scheduler_address
+        security = report.security
+        if self.direct_connect == NEVER or proxy is None or security is None:
+            return proxy
+        direct = None
+        if await self._hubgate_info() is not None:
+            try:
+                record = await self._request("GET", f"api/hubgate/clusters/{quote(report.name)}")
+                direct = (record or {}).get("direct_scheduler_address")
+            except (GatewayServerError, aiohttp.ClientError, TimeoutError, ValueError):
+                logger.debug("No direct address for %s", report.name, exc_info=True)
+        return await choose_scheduler_address(
+            report.name,
+            proxy,
+            direct if isinstance(direct, str) else None,
+            security,
+            self.direct_connect,
+            self._direct_connect_timeout,
+        )
+
     def connect(self, cluster_name: str, shutdown_on_close: bool = False) -> Any:
         """A ``GatewayCluster`` for an existing cluster (waits until it runs):
         ``cluster_name`` is its id or, on a hubgate service, one of your running
@@ -535,6 +576,7 @@ class Gateway:
             "auth": self.auth,
             "asynchronous": self.asynchronous,
             "loop": self.loop,
+            "direct_connect": self.direct_connect,
         }
 
     async def _stop_cluster(self, cluster_name: str) -> None:
