@@ -16,6 +16,11 @@ c = get_config()  # noqa: F821
 HUB_URL = "https://hub.example.org"
 SERVICE_NAME = "dask-gateway"
 SERVICE_PORT = 8789
+# where single-user servers reach the service itself: their API calls skip the hub's
+# proxy, one hop fewer (bench/README.md). Servers on this machine use loopback; with
+# containers, the service's own host name (on Kubernetes its Service, e.g.
+# http://hubgate.<namespace>.svc:8789), which the service must then listen on.
+SERVICE_URL = f"http://127.0.0.1:{SERVICE_PORT}"
 SCHEDULER_PROXY = "hub.example.org:8786"
 
 SCOPE = f"access:services!service={SERVICE_NAME}"
@@ -36,7 +41,7 @@ c.JupyterHub.services = [
     {
         "name": SERVICE_NAME,
         # the service listens here; the hub's proxy routes /services/dask-gateway/ to it
-        "url": f"http://127.0.0.1:{SERVICE_PORT}",
+        "url": SERVICE_URL,
         "command": [
             sys.executable,
             "-m",
@@ -84,7 +89,8 @@ c.Spawner.server_token_scopes = ["users:activity!user", "access:servers!server",
 
 # what DaskHub and 2i2c set: Gateway() needs no arguments in a notebook
 c.Spawner.environment = {
-    "DASK_GATEWAY__ADDRESS": f"{HUB_URL}/services/{SERVICE_NAME}",
+    # API calls straight to the service; links for browsers through the hub
+    "DASK_GATEWAY__ADDRESS": f"{SERVICE_URL}/services/{SERVICE_NAME}",
     "DASK_GATEWAY__PUBLIC_ADDRESS": f"{HUB_URL}/services/{SERVICE_NAME}",
     "DASK_GATEWAY__PROXY_ADDRESS": f"gateway://{SCHEDULER_PROXY}",
     "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from .._version import __version__
@@ -12,7 +13,7 @@ from .cluster_config import ConfigError
 from .cluster_settings import option_set_for, parse_options
 from .errors import Forbidden, Invalid, ServiceError, report_unexpected
 from .handlers_base import BaseHandler
-from .model import ClusterStatus, to_v1_json
+from .model import ClusterStatus, v1_json_text
 
 # How long a GET ?wait may hold the request open, as dask-gateway does.
 LONG_POLL_SECONDS = 20.0
@@ -84,7 +85,11 @@ class ClustersHandler(BaseHandler):
     def get(self) -> None:
         statuses = parse_statuses(self.get_argument("status", None))
         clusters = self.service.manager.visible_clusters(self.user, statuses)
-        self.write_json({c.name: to_v1_json(c, credentials=self.owns(c)) for c in clusters})
+        # one JSON object made of the clusters' cached texts
+        entries = (
+            f"{json.dumps(c.name)}: {v1_json_text(c, credentials=self.owns(c))}" for c in clusters
+        )
+        self.write_json_text("{" + ", ".join(entries) + "}")
 
     async def post(self) -> None:
         body = self.json_body(allowed=("cluster_options",))
@@ -117,7 +122,7 @@ class ClusterHandler(BaseHandler):
             deadline = loop.time() + LONG_POLL_SECONDS
             while cluster.status is ClusterStatus.PENDING and loop.time() < deadline:
                 await manager.wait_for_change(cluster, deadline - loop.time())
-        self.write_json(to_v1_json(cluster, credentials=self.owns(cluster)))
+        self.write_json_text(v1_json_text(cluster, credentials=self.owns(cluster)))
 
     async def delete(self, name: str) -> None:
         manager = self.service.manager

@@ -8,6 +8,7 @@ hub gives it) or run on its own as an external service. Configured with traitlet
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import secrets
@@ -797,6 +798,10 @@ class HubgateService(Application):
         self.http_server = HTTPServer(self.web_app, xheaders=True, max_body_size=self.max_body_size)
         self.http_server.listen(url.port or 80, url.hostname or "127.0.0.1")
         self._start_dashboard_listener()
+        # Everything made so far (modules, configuration, the clusters taken over) lives
+        # as long as the service: out of the collector's sight, full collections while
+        # serving scan only what came later, which keeps their pauses short.
+        gc.freeze()
         self.log.info(
             "hubgate %s: service at %s%s, scheduler proxy at %s, backend %s",
             __version__,

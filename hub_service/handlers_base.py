@@ -123,9 +123,18 @@ class BaseHandler(HubAuthFromSettings, LogsUnexpectedErrors):
         self.finish(json.dumps({"error": message}))
 
     def write_json(self, data: Any, status: int = 200) -> None:
+        self.write_json_text(json.dumps(data), status)
+
+    def write_json_text(self, text: str, status: int = 200) -> None:
+        """Answer with ``text``, which is JSON already."""
         self.set_status(status)
         self.set_header("Content-Type", "application/json")
-        self.finish(json.dumps(data))
+        self.finish(text)
+
+    def compute_etag(self) -> None:
+        # Every answer is Cache-Control: no-store, so tornado's default ETag (a SHA-1 of
+        # each whole body) would be work for nothing.
+        return None
 
     def json_body(self, allowed: tuple[str, ...] | None = None) -> dict[str, Any]:
         """The request's JSON object; an empty body is an empty object. With

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime
 import enum
+import json
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -152,6 +153,8 @@ class Cluster:
     changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     # workers forgotten since the last save, whose rows the next save deletes
     forgotten_workers: set[str] = field(default_factory=set, repr=False)
+    # (what it shows, its v1 JSON text): see v1_json_text
+    v1_text: tuple[tuple[Any, ...], str] | None = field(default=None, repr=False, compare=False)
 
     def add_event(self, message: str) -> None:
         self.events.append((time.time(), message))
@@ -213,6 +216,26 @@ def to_v1_json(cluster: Cluster, *, credentials: bool = True) -> dict[str, Any]:
         "tls_cert": cluster.credentials.client_tls_cert() if running else None,
         "tls_key": cluster.credentials.client_tls_key() if running else None,
     }
+
+
+def v1_json_text(cluster: Cluster, *, credentials: bool = True) -> str:
+    """:func:`to_v1_json` as JSON text, made again only when something it shows has
+    changed: ``list_clusters`` is the call clients repeat most, and the certificate
+    and key make up most of each cluster's text. Options, credentials and the id are
+    fixed at creation; the key holds everything else ``to_v1_json`` reads."""
+    key = (
+        credentials,
+        cluster.status,
+        cluster.stopped,
+        cluster.dashboard_address,
+        cluster.display_name,
+    )
+    cached = cluster.v1_text
+    if cached is not None and cached[0] == key:
+        return cached[1]
+    text = json.dumps(to_v1_json(cluster, credentials=credentials))
+    cluster.v1_text = (key, text)
+    return text
 
 
 def to_rich_json(

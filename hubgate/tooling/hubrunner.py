@@ -140,7 +140,9 @@ class HubSettings:
         bin_dir = str(Path(sys.executable).parent)
         return {
             "PATH": f"{bin_dir}:{os.environ.get('PATH', '/usr/bin:/bin')}",
-            "DASK_GATEWAY__ADDRESS": self.gateway_address,
+            # API calls go straight to the service (one hop fewer than the hub's
+            # proxy); links opened in browsers go through the hub
+            "DASK_GATEWAY__ADDRESS": f"{self.service_url}/services/{self.service_name}",
             "DASK_GATEWAY__PUBLIC_ADDRESS": self.gateway_address,
             "DASK_GATEWAY__PROXY_ADDRESS": self.proxy_address,
             "DASK_GATEWAY__AUTH__TYPE": "jupyterhub",
