@@ -36,6 +36,9 @@ c.HubgateService.python = "python"
 c.HubgateService.scheduler_proxy_address = "0.0.0.0:8786"
 # What clients outside the cluster use (the LoadBalancer's DNS name).
 c.HubgateService.public_proxy_address = "gateway://dask.example.org:8786"
+# Owners' notebooks connect to their schedulers' pod IPs directly (hubgate's client,
+# falling back to the proxy): needs networkpolicy-direct-connect.yaml; False without it.
+c.HubgateService.direct_connect = True
 # Dashboards, each cluster on an origin of its own: the ingress sends *.dask.example.org
 # (wildcard DNS and certificate) to the hubgate Service's "dashboards" port.
 c.HubgateService.dashboard_url = "https://{cluster}.dask.example.org"

@@ -119,7 +119,11 @@ async def test_hubgate_config_offers_the_2i2c_options(monkeypatch: pytest.Monkey
 def test_network_policy_admits_only_the_service_and_cluster_pods() -> None:
     from hubgate.spawners.kube_objects import LABEL_ROLE
 
-    [policy] = [d for d in manifests() if d["kind"] == "NetworkPolicy"]
+    [policy] = [
+        d
+        for d in manifests()
+        if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "hubgate-clusters"
+    ]
     [deployment] = [d for d in manifests() if d["kind"] == "Deployment"]
     service_pods = deployment["spec"]["template"]["metadata"]["labels"]
     cluster_pods = {"key": LABEL_ROLE, "operator": "In", "values": ["scheduler", "worker"]}
@@ -135,3 +139,32 @@ def test_network_policy_admits_only_the_service_and_cluster_pods() -> None:
     assert from_clusters == {"podSelector": {"matchExpressions": [cluster_pods]}}
     kustomization = yaml.safe_load((CONFIG / "kustomization.yaml").read_text())
     assert "networkpolicy.yaml" in kustomization["resources"]
+
+
+def test_direct_connect_admits_notebooks_to_the_scheduler_port_only() -> None:
+    """The optional policy for direct connect: single-user server pods may open the
+    scheduler port of scheduler pods; workers and dashboards stay closed to them, and
+    the notebooks' egress rule in values.yaml already covers scheduler pods."""
+    from hubgate.spawners.kube_objects import LABEL_APP, LABEL_ROLE, SCHEDULER_PORT
+
+    [policy] = [
+        d
+        for d in manifests()
+        if d["kind"] == "NetworkPolicy" and d["metadata"]["name"] == "hubgate-direct-connect"
+    ]
+    assert policy["spec"]["podSelector"] == {"matchLabels": {LABEL_ROLE: "scheduler"}}
+    assert policy["spec"]["policyTypes"] == ["Ingress"]
+    [rule] = policy["spec"]["ingress"]
+    assert rule["ports"] == [{"port": SCHEDULER_PORT, "protocol": "TCP"}]
+    assert rule["from"] == [
+        {"podSelector": {"matchLabels": {"app": "jupyterhub", "component": "singleuser-server"}}}
+    ]
+    kustomization = yaml.safe_load((CONFIG / "kustomization.yaml").read_text())
+    assert "networkpolicy-direct-connect.yaml" in kustomization["resources"]
+    values = yaml.safe_load((CONFIG / "values.yaml").read_text())
+    egress = values["singleuser"]["networkPolicy"]["egress"]
+    assert any(
+        {"podSelector": {"matchLabels": {LABEL_APP: "hubgate"}}} in r["to"]
+        and {"port": SCHEDULER_PORT} in r["ports"]
+        for r in egress
+    )
