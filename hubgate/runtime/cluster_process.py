@@ -51,6 +51,12 @@ MAX_EXIT_FILE = 64 * 1024
 CLOSE_TIMEOUT = 10.0
 # How long a worker keeps trying to reach its scheduler before it gives up.
 DEFAULT_WORKER_CONNECT_TIMEOUT = 60.0
+# distributed checks its event loop's health every 20 ms ("tick"): most of an idle
+# scheduler's CPU (about 1 % of a core each), and one host may run hundreds of idle
+# schedulers (200 of them took every core of a 2-core machine). Once a second still
+# notices a blocked loop: it warns only after distributed.admin.tick.limit (3 s).
+DISTRIBUTED_TICK_DEFAULT = "20ms"
+SCHEDULER_TICK_INTERVAL = "1s"
 
 
 class ConfigError(Exception):
@@ -287,11 +293,24 @@ def _addresses(config: ProcessConfig, fixed_port: int = 0) -> tuple[int, str | N
 # -- running ---------------------------------------------------------------------------
 
 
+def scheduler_dask_config() -> dict[str, Any]:
+    """Dask settings a scheduler runs with where its environment (``DASK_*`` variables,
+    a config file) left distributed's defaults."""
+    import dask.config
+
+    if dask.config.get("distributed.admin.tick.interval") == DISTRIBUTED_TICK_DEFAULT:
+        return {"distributed.admin.tick.interval": SCHEDULER_TICK_INTERVAL}
+    return {}
+
+
 async def _run_scheduler(config: ProcessConfig, stop: asyncio.Event) -> str:
+    import dask.config
     from distributed import Scheduler
     from distributed.security import Security
 
     from .scheduler_agent import SchedulerAgent
+
+    dask.config.set(scheduler_dask_config())
 
     security = Security(
         require_encryption=True,

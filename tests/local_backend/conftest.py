@@ -138,6 +138,7 @@ class Cluster:
             "HUBGATE_CLUSTER_NAME": self.name,
             "HUBGATE_AGENT_URL": self.endpoint.url,
             "HUBGATE_DASHBOARD_PREFIX": self.dashboard_prefix,
+            **kwargs.pop("env", {}),
         }
         return ProcessSpec(
             cluster_name=self.name,

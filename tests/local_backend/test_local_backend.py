@@ -106,6 +106,36 @@ async def test_cluster_end_to_end(
     await backend.stop(scheduler)  # idempotent
 
 
+async def _scheduler_tick_ms(tracker, cluster: Cluster, endpoint: AgentEndpoint, tmp_path, **kw):
+    from distributed import Client
+
+    state = await tracker.start(cluster.scheduler_spec(**kw))
+    hello = await endpoint.wait_message(cluster.name, "hello")
+    async with Client(
+        hello["scheduler_address"], security=cluster.client_security(tmp_path), asynchronous=True
+    ) as client:
+        tick = await client.run_on_scheduler(
+            lambda dask_scheduler: dask_scheduler.periodic_callbacks["tick"].callback_time
+        )
+    await tracker.backend.stop(state)
+    return tick
+
+
+@pytest.mark.slow
+async def test_idle_scheduler_ticks_once_a_second_unless_configured(
+    make_backend, agent_endpoint: AgentEndpoint, launch_mode, tmp_path
+):
+    """distributed's 20 ms loop-health tick is most of an idle scheduler's CPU: hubgate's
+    schedulers tick once a second, unless the cluster's environment says otherwise."""
+    tracker = await make_backend(fork=launch_mode == "fork")
+    default = Cluster("t" + os.urandom(4).hex(), agent_endpoint)
+    assert await _scheduler_tick_ms(tracker, default, agent_endpoint, tmp_path) == 1000
+    chosen = Cluster("t" + os.urandom(4).hex(), agent_endpoint)
+    spec_env = {"DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "50ms"}
+    tick = await _scheduler_tick_ms(tracker, chosen, agent_endpoint, tmp_path, env=spec_env)
+    assert tick == 50
+
+
 @pytest.mark.slow
 async def test_killed_worker_is_gone_with_reason(
     make_backend, cluster: Cluster, agent_endpoint: AgentEndpoint, launch_mode
