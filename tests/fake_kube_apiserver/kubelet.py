@@ -24,6 +24,13 @@ process behaves as it would in a cluster:
 - a Service DNS name (``<svc>.<ns>.svc.cluster.local``, ``<svc>.<ns>.svc``) anywhere in
   a value becomes the IP of the pod the Service selects (there is no cluster DNS), which
   also turns ``HUBGATE_ADVERTISE_HOST`` into the pod IP.
+
+With ``agent_only_pods`` (for bench/scale.py's 1,000 clusters, which as real schedulers
+would not fit in this machine's memory) a pod whose container has ``HUBGATE_AGENT_URL``
+in its env runs no process: the kubelet itself speaks the scheduler agent's side of the
+protocol for it (token from the Secret volume, ``hello`` with the fixed ports, pings,
+reconnects; ``close`` ends the "container" with exit code 0). Nothing listens on the
+scheduler's port: such a cluster is RUNNING to the service but cannot compute.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import os
 import random
 import re
@@ -39,6 +47,7 @@ import signal
 import tempfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from .store import Event, NotFound, Store, now_iso
 
@@ -73,8 +82,10 @@ class StandInKubelet:
         node_labels: dict[str, str] | None = None,
         unpullable_images: set[str] | None = None,
         max_grace_seconds: float = 5.0,
+        agent_only_pods: bool = False,
     ) -> None:
         self.store = store
+        self.agent_only_pods = agent_only_pods
         self.workdir = workdir
         self.node_labels = {
             "kubernetes.io/hostname": NODE_NAME,
@@ -256,6 +267,9 @@ class StandInKubelet:
         run.workdir = Path(tempfile.mkdtemp(prefix=f"{run.name}-", dir=self.workdir))
         run.log_path = run.workdir / "container.log"
         env = self._container_env(pod, container, ip, run.workdir)
+        if self.agent_only_pods and env.get("HUBGATE_AGENT_URL"):
+            await self._run_agent_only(run, env, ip)
+            return
         argv = [*(container.get("command") or []), *(container.get("args") or [])]
         log_file = await asyncio.to_thread(open, run.log_path, "wb")
         try:
@@ -277,7 +291,16 @@ class StandInKubelet:
                 log_file.close()
         run.started = True
         started_at = now_iso()
+        self._set_running(run, ip, started_at)
+        returncode = await run.process.wait()
+        code, sig = (returncode, None) if returncode >= 0 else (128 - returncode, -returncode)
+        message = ""
+        if code != 0 and container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
+            message = self._log_tail(run)
+        reason = "Completed" if code == 0 else "Error"
+        self._terminate_status(run, code, sig, reason, message, started_at)
 
+    def _set_running(self, run: _PodRun, ip: str, started_at: str) -> None:
         def running(p: dict[str, Any]) -> None:
             p["status"]["phase"] = "Running"
             p["status"]["podIP"] = ip
@@ -290,13 +313,61 @@ class StandInKubelet:
             ]
 
         self._update(run, running)
-        returncode = await run.process.wait()
-        code, sig = (returncode, None) if returncode >= 0 else (128 - returncode, -returncode)
-        message = ""
-        if code != 0 and container.get("terminationMessagePolicy") == "FallbackToLogsOnError":
-            message = self._log_tail(run)
-        reason = "Completed" if code == 0 else "Error"
-        self._terminate_status(run, code, sig, reason, message, started_at)
+
+    async def _run_agent_only(self, run: _PodRun, env: dict[str, str], ip: str) -> None:
+        """The pod "runs" as long as its agent conversation: no process, no scheduler."""
+        from tornado.httpclient import HTTPRequest
+        from tornado.websocket import websocket_connect
+
+        assert run.workdir is not None and run.log_path is not None
+        run.log_path.write_text("agent-only pod: no scheduler process (stand-in)\n")
+        run.started = True
+        started_at = now_iso()
+        self._set_running(run, ip, started_at)
+        credentials = Path(env["HUBGATE_CREDENTIALS_DIR"])
+        token = (credentials / "token").read_text().strip()
+        ca_file = credentials / "agent-ca.pem"
+        name = env["HUBGATE_CLUSTER_NAME"]
+        sep = "&" if "?" in env["HUBGATE_AGENT_URL"] else "?"
+        url = env["HUBGATE_AGENT_URL"] + sep + urlencode({"cluster": name})
+        dashboard = env.get("HUBGATE_DASHBOARD_PORT")
+        hello = {
+            "type": "hello",
+            "cluster": name,
+            "scheduler_port": int(env.get("HUBGATE_SCHEDULER_PORT") or 8786),
+            "dashboard_port": int(dashboard) if dashboard else None,
+            "workers": [],
+            "versions": {},
+        }
+        backoff = 0.1
+        while True:
+            try:
+                conn = await websocket_connect(
+                    HTTPRequest(
+                        url,
+                        headers={"Authorization": f"token {token}"},
+                        connect_timeout=10,
+                        request_timeout=10,
+                        ca_certs=str(ca_file) if ca_file.exists() else None,
+                    ),
+                    ping_interval=10,
+                )
+            except Exception:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            try:
+                await conn.write_message(json.dumps(hello))
+                while (text := await conn.read_message()) is not None:
+                    if json.loads(text).get("op") == "close":
+                        self._terminate_status(run, 0, None, "Completed", "", started_at)
+                        return
+            except Exception:
+                pass
+            finally:
+                conn.close()
+            await asyncio.sleep(0.1)
 
     def _terminate_status(
         self,

@@ -290,6 +290,7 @@ class StandInApiServer:
         node_labels: dict[str, str] | None = None,
         unpullable_images: set[str] | None = None,
         max_grace_seconds: float = 5.0,
+        agent_only_pods: bool = False,
     ) -> None:
         self.workdir = Path(workdir)
         self.host = host
@@ -302,6 +303,7 @@ class StandInApiServer:
             node_labels=node_labels,
             unpullable_images=unpullable_images,
             max_grace_seconds=max_grace_seconds,
+            agent_only_pods=agent_only_pods,
         )
         self._server: httpserver.HTTPServer | None = None
         self._gc_tasks: set[asyncio.Task[None]] = set()
