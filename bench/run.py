@@ -32,6 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from api_latency import ApiAddress, ApiSettings, api_round
 from dask_gateway_side import DaskGatewaySettings, RunningDaskGateway
 from hubgate_side import make_hub, service_pids
 from scenarios import ProxySettings, Samples, Side, one_round
@@ -48,6 +49,9 @@ class Metric:
     unit: str
     lower_is_better: bool
     target: float | None  # hubgate / dask-gateway ratio to meet; None: shown only
+    # dask-gateway's sample key to compare with, when it is not ``key`` (an address of
+    # hubgate's that dask-gateway has no counterpart of)
+    theirs_key: str | None = None
 
 
 METRICS = [
@@ -55,7 +59,36 @@ METRICS = [
     Metric("scale_0_to_4_s", "scale 0 -> 4 workers connected", "s", True, 0.5),
     Metric("stop_0_workers_s", "shutdown -> STOPPED, 0 workers", "s", True, 0.1),
     Metric("stop_4_workers_s", "shutdown -> STOPPED, 4 workers", "s", True, 0.1),
-    Metric("list_clusters_p50_ms", "list_clusters p50, 10 clusters", "ms", True, 0.5),
+    Metric("list_p50_ms_1c", "list_clusters p50, 1 cluster", "ms", True, 0.5),
+    Metric("list_p99_ms_1c", "list_clusters p99, 1 cluster", "ms", True, 1.0),
+    Metric("list_p50_ms_10c", "list_clusters p50, 10 clusters", "ms", True, 0.5),
+    Metric("list_p99_ms_10c", "list_clusters p99, 10 clusters", "ms", True, 1.0),
+    Metric("list_rps_1c", "list_clusters/s, 16 in flight, 1 cluster", "1/s", False, 1.5),
+    Metric("list_rps_10c", "list_clusters/s, 16 in flight, 10 clusters", "1/s", False, 1.5),
+    Metric(
+        "list_p50_ms_1c_hub_proxy",
+        "list_clusters p50, 1 cluster, hubgate via the hub's proxy",
+        "ms",
+        True,
+        None,
+        theirs_key="list_p50_ms_1c",
+    ),
+    Metric(
+        "list_p99_ms_1c_hub_proxy",
+        "list_clusters p99, 1 cluster, hubgate via the hub's proxy",
+        "ms",
+        True,
+        None,
+        theirs_key="list_p99_ms_1c",
+    ),
+    Metric(
+        "list_rps_1c_hub_proxy",
+        "list_clusters/s, 1 cluster, hubgate via the hub's proxy",
+        "1/s",
+        False,
+        None,
+        theirs_key="list_rps_1c",
+    ),
     Metric("task_p50_ms", "task round trip p50 via proxy", "ms", True, 1.05),
     Metric("ping_p50_ms", "scheduler RPC p50 via proxy", "ms", True, None),
     Metric("scatter_mib_s", "scatter via proxy", "MiB/s", False, 1.0),
@@ -69,7 +102,14 @@ METRICS = [
 # -- running -----------------------------------------------------------------------------
 
 
-async def measure(sides: list[Side], repeats: int, proxy: ProxySettings) -> dict[str, Any]:
+async def measure(
+    sides: list[Side],
+    repeats: int,
+    proxy: ProxySettings,
+    api_addresses: dict[str, list[ApiAddress]],
+    api: ApiSettings,
+    api_only: bool = False,
+) -> dict[str, Any]:
     """Round 0 is the warm-up; the order of the sides alternates every round so that
     background load and caches hit both alike."""
     warmup: dict[str, Samples] = {side.label: {} for side in sides}
@@ -80,7 +120,11 @@ async def measure(sides: list[Side], repeats: int, proxy: ProxySettings) -> dict
             target = warmup if round_no == 0 else samples
             what = "warm-up" if round_no == 0 else f"round {round_no}/{repeats}"
             print(f"[{time.strftime('%H:%M:%S')}] {what}: {side.label}", flush=True)
-            await one_round(side, target[side.label], proxy)
+            if not api_only:
+                await one_round(side, target[side.label], proxy)
+            await api_round(
+                api_addresses[side.label], side.proxy_address, side.token, api, target[side.label]
+            )
     return {"samples": samples, "warmup": warmup}
 
 
@@ -158,10 +202,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         )
         print(f"starting dask-gateway-server in {gateway.settings.work_dir}", flush=True)
         gateway.start()
+        # what a single-user server is given: the service's own address
+        hubgate_address = hub.settings.singleuser_environment()["DASK_GATEWAY__ADDRESS"]
         sides = [
             Side(
                 HUBGATE,
-                hub.settings.gateway_address,
+                hubgate_address,
                 hub.settings.proxy_address,
                 token,
                 lambda: service_pids(hub),
@@ -181,7 +227,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         proxy = ProxySettings(
             pings=args.pings, tasks=args.tasks, payload_mib=args.payload_mib, repeats=3
         )
-        measured = asyncio.run(measure(sides, args.repeats, proxy))
+        api_addresses = {
+            HUBGATE: [
+                ApiAddress("", hubgate_address),
+                ApiAddress("hub_proxy", hub.settings.gateway_address),
+            ],
+            DASK_GATEWAY: [ApiAddress("", gateway.settings.address)],
+        }
+        api = ApiSettings(calls=args.api_calls, load_seconds=args.load_seconds)
+        measured = asyncio.run(
+            measure(sides, args.repeats, proxy, api_addresses, api, args.only == "api")
+        )
     finally:
         print("stopping everything", flush=True)
         if gateway is not None:
@@ -204,8 +260,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "versions": versions(),
         "setup": {
             "hubgate": "JupyterHub + configurable-http-proxy + hubgate service (local "
-            "backend, fork server), client through the hub's proxy at "
-            "/services/dask-gateway, hub token",
+            "backend, fork server), client at the service's own address as single-user "
+            "servers are given it (API rows marked 'via the hub's proxy': the hub's public "
+            "/services/dask-gateway, as outside the hub), hub token",
             "dask-gateway": "dask-gateway-server (UnsafeLocalBackend, "
             "JupyterHubAuthenticator against the same hub, SQLite + encryption key), "
             "client through its Go proxy, same hub token; scheduler/worker commands "
@@ -233,7 +290,7 @@ def table_rows(result: dict[str, Any]) -> list[list[str]]:
     med = result["medians"]
     rows = []
     for m in METRICS:
-        ours, theirs = med[HUBGATE].get(m.key), med[DASK_GATEWAY].get(m.key)
+        ours, theirs = med[HUBGATE].get(m.key), med[DASK_GATEWAY].get(m.theirs_key or m.key)
         if ours is None or theirs is None:
             continue
         ratio = ours / theirs if theirs else float("inf")
@@ -290,6 +347,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--pings", type=int, default=200, help="scheduler RPCs per round")
     parser.add_argument("--tasks", type=int, default=200, help="tasks per round")
     parser.add_argument("--payload-mib", type=int, default=32, help="scatter/gather size")
+    parser.add_argument(
+        "--api-calls",
+        type=int,
+        default=ApiSettings.calls,
+        help="sequential list_clusters calls per p50/p99 sample",
+    )
+    parser.add_argument(
+        "--load-seconds",
+        type=float,
+        default=ApiSettings.load_seconds,
+        help="seconds of concurrent list_clusters calls per requests-per-second sample",
+    )
+    parser.add_argument(
+        "--only",
+        choices=["all", "api"],
+        default="all",
+        help="api: only the list_clusters latency and throughput rounds",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the logs folder")
     parser.add_argument(
         "--dask-gateway-no-nanny",
