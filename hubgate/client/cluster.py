@@ -57,7 +57,9 @@ class GatewayCluster:
     ``GatewayCluster.from_name(name)`` (or ``gateway.connect``) for an existing one.
     With ``shutdown_on_close=True`` (the default for new clusters) the cluster is shut
     down when this object is closed or the process exits; a hubgate service also reaps
-    it if the process dies without closing it.
+    it if the process dies without closing it. ``direct_connect`` (hubgate): see
+    ``Gateway``; ``scheduler_address`` is the scheduler's own ``tls://`` address when
+    the client connects directly, else the proxy's ``gateway://`` one.
     """
 
     _instances: weakref.WeakSet[GatewayCluster] = weakref.WeakSet()
