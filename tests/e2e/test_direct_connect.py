@@ -214,3 +214,25 @@ except GatewayClusterError as exc:
         assert f"directly at {direct}" in always and "use 'auto'" in always, out
     finally:
         api.stop_and_wait(name)
+
+
+def test_the_official_client_still_uses_the_proxy(
+    hub: RunningHub, alices: dict[str, object], tmp_path: Path
+) -> None:
+    """dask-gateway 2026.3.0's client, on a service that gives out direct addresses,
+    connects through the proxy as before (it never reads hubgate's API)."""
+    name = alices["name"]
+    code = f"""
+from dask_gateway import Gateway
+gateway = Gateway()
+cluster = gateway.connect({name!r})
+client = cluster.get_client()
+print("ADDRESS", cluster.scheduler_address)
+print("SUM", client.submit(sum, [1, 2, 3]).result())
+client.close()
+cluster.close()
+gateway.close()
+"""
+    out = checked(run_client(hub, "alice", code, tmp_path))
+    assert values(out, "ADDRESS") == [f"{hub.settings.proxy_address}/{name}"], out
+    assert values(out, "SUM") == ["6"], out
