@@ -9,6 +9,7 @@ hgalice is left in the queue.
 
 from __future__ import annotations
 
+import socket
 import sys
 import textwrap
 import time
@@ -299,6 +300,9 @@ def test_hubgate_client_on_slurm(
                 client = cluster.get_client()
                 client.wait_for_workers(1, timeout=300)
                 compute(client)
+                # direct connect: the client reached the scheduler on the job's node
+                print("ADDRESS", cluster.scheduler_address, flush=True)
+                assert client.scheduler.address == cluster.scheduler_address
                 # scheduler and worker are RUNNING jobs of hgalice
                 import subprocess
                 queue = subprocess.run(
@@ -317,6 +321,9 @@ def test_hubgate_client_on_slurm(
         tmp_path,
     )
     assert value(out, "NAME")
+    # the scheduler's own address on the job's node (this machine), not the proxy's
+    host, _, port = value(out, "ADDRESS").removeprefix("tls://").rpartition(":")
+    assert host == socket.gethostname().split(".")[0] and port.isdigit(), out
     wait_until(lambda: not user_jobs(slurm), f"an empty queue for {SYSTEM_USER}", 180)
 
 
