@@ -161,29 +161,35 @@ async def _deadline(coro: Any, what: str, timeout: float = TIMEOUT) -> Any:
         raise RuntimeError(f"{what} took longer than {timeout:g} s") from None
 
 
-async def running_count(gateway: Gateway) -> tuple[int, int]:
-    """(RUNNING, FAILED) among this user's clusters."""
+async def running_count(gateway: Gateway) -> tuple[int, list[str]]:
+    """The number of RUNNING clusters of this user, and the names of the FAILED ones."""
     reports = await gateway.list_clusters(status=["pending", "running", "failed"])
     running = sum(r.status is ClusterStatus.RUNNING for r in reports)
-    bad = sum(r.status is ClusterStatus.FAILED for r in reports)
-    return running, bad
+    return running, [r.name for r in reports if r.status is ClusterStatus.FAILED]
+
+
+async def failure_reason(gateway: Gateway, name: str) -> str:
+    """hubgate's own API says why a cluster failed (dask-gateway's report does not)."""
+    resp = await gateway._request("GET", f"{gateway.address}/api/hubgate/clusters/{name}")
+    return str((await resp.json()).get("reason"))
 
 
 async def wait_all_running(gateway: Gateway, n: int) -> None:
     while True:
-        running, bad = await running_count(gateway)
-        if bad:
-            raise RuntimeError(f"{bad} cluster(s) failed or stopped while starting")
+        running, failed = await running_count(gateway)
+        if failed:
+            why = await failure_reason(gateway, failed[0])
+            raise RuntimeError(f"{len(failed)} cluster(s) failed while starting; one: {why}")
         if running >= n:
             return
         await asyncio.sleep(STATUS_POLL)
 
 
-async def create_many(gateway: Gateway, n: int) -> dict[str, Any]:
+async def create_many(gateway: Gateway, n: int, names: list[str]) -> dict[str, Any]:
     """``n`` concurrent ``gateway.submit()`` (at most CREATE_CONCURRENCY in flight),
-    then until every one is RUNNING."""
+    then until every one is RUNNING. ``names`` gets each name as it is accepted (for
+    the caller's clean-up, also when this fails)."""
     gate = asyncio.Semaphore(CREATE_CONCURRENCY)
-    names: list[str] = []
 
     async def one() -> None:
         async with gate:
@@ -195,7 +201,6 @@ async def create_many(gateway: Gateway, n: int) -> dict[str, Any]:
     await _deadline(wait_all_running(gateway, n), f"{n} clusters reaching RUNNING")
     running = time.perf_counter() - start
     return {
-        "names": names,
         "accepted_s": accepted,
         "all_running_s": running,
         "accepted_per_s": n / accepted,
@@ -300,8 +305,7 @@ async def scenario(
         out["available_gib_0"] = available_gib()
         log(f"  0 clusters: RSS {out['service_memory_0']['rss_mib']:.1f} MiB; creating {n}")
 
-        created = await create_many(gateway, n)
-        names = created.pop("names")
+        created = await create_many(gateway, n, names)
         out["create"] = created
         log(
             f"  {n} accepted in {created['accepted_s']:.1f} s, all RUNNING after "

@@ -774,12 +774,20 @@ class KubernetesBackend(Backend):
 
     async def _poll_elsewhere(self, state: ProcessState) -> ProcessStatus:
         """A pod outside the watched namespace (the namespace setting changed)."""
+        pod = await self._read_pod(state)
+        if pod is None:
+            return ProcessStatus(Phase.GONE, "the pod was deleted")
+        return pod_status(pod)
+
+    async def _read_pod(self, state: ProcessState) -> dict[str, Any] | None:
+        """The pod as the API server has it now (not the watch's copy); None when it is
+        gone or another pod has its name."""
         from kubernetes_asyncio.client.exceptions import ApiException
 
         try:
             resp = await self._core.read_namespaced_pod(
                 state["pod"],
-                state["namespace"],
+                state.get("namespace", self.namespace),
                 _preload_content=False,
                 _request_timeout=self.request_timeout,
             )
@@ -787,11 +795,11 @@ class KubernetesBackend(Backend):
                 pod = json.loads(await resp.read())
         except ApiException as exc:
             if exc.status == 404:
-                return ProcessStatus(Phase.GONE, "the pod was deleted")
+                return None
             raise self._api_error("read a pod", exc) from exc
         if state.get("uid") and pod["metadata"].get("uid") != state["uid"]:
-            return ProcessStatus(Phase.GONE, "the pod was deleted")
-        return pod_status(pod)
+            return None
+        return pod
 
     # -- stop ------------------------------------------------------------------------
 
@@ -857,8 +865,13 @@ class KubernetesBackend(Backend):
             pod = cache.get(state["pod"], state.get("uid"))
             return str(((pod or {}).get("status") or {}).get("podIP") or "")
 
-        await cache.wait_for(lambda: bool(pod_ip()), POD_IP_WAIT)
-        ip = pod_ip()
+        if await cache.wait_for(lambda: bool(pod_ip()), POD_IP_WAIT):
+            ip = pod_ip()
+        else:
+            # The watch can lag far behind a burst of creates (1,000 clusters at once):
+            # ask the API server itself before failing a scheduler that said hello.
+            pod = await self._read_pod(state)
+            ip = str(((pod or {}).get("status") or {}).get("podIP") or "")
         try:
             ipaddress.ip_address(ip)
         except ValueError:

@@ -197,6 +197,39 @@ async def test_scheduler_failure_reason_reaches_poll_against_apiserver(
     await backend.stop(state)
 
 
+async def test_route_host_reads_the_pod_when_the_watch_lags_against_apiserver(
+    kube_target: Any, make_backend: Any, core_api: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A scheduler may say hello before the service's watch shows its pod's IP (a burst
+    of creates, a slow kubelet report): the backend then asks the API server."""
+    import hubgate.spawners.kubernetes as kubernetes_backend
+
+    monkeypatch.setattr(kubernetes_backend, "POD_IP_WAIT", 0.2)
+    backend = await make_backend()
+    state = await backend.start(
+        ProcessSpec(
+            cluster_name=f"k8s-lag-{secrets.token_hex(3)}",
+            role="scheduler",
+            name="scheduler",
+            username="bob",
+            argv=[kube_target.python, "-c", "import time; time.sleep(120)"],
+            files={"ca.crt": b"x", "scheduler.crt": b"x", "scheduler.key": b"x"},
+        )
+    )
+    await backend._reflector.stop()  # the watch sees nothing from now on
+
+    async def reported_ip() -> str:
+        while True:
+            pod = await core_api.read_namespaced_pod(state["pod"], kube_target.namespace)
+            if pod.status.pod_ip:
+                return pod.status.pod_ip
+            await asyncio.sleep(0.1)
+
+    ip = await asyncio.wait_for(reported_ip(), 120)
+    assert backend._reflector.get(state["pod"])["status"].get("podIP") is None
+    assert await backend.route_host(state) == ip
+
+
 async def test_pending_reasons_against_apiserver(kube_target: Any, make_backend: Any) -> None:
     backend = await make_backend(
         instance_types={"gpu-node": {"node_selector": {"hubgate.test/pool": "gpus"}}}
