@@ -184,3 +184,30 @@ def test_dashboard_and_replaced_worker_pod_on_kubernetes_against_stand_in_apiser
         f"rid of the pods of {name}",
         timeout=120,
     )
+
+
+@pytest.mark.timeout(900)
+def test_hubgate_client_connects_to_the_scheduler_pod_directly_against_stand_in_apiserver(
+    kube_hub: RunningHub, stand_in_process: Any, tmp_path: Path
+) -> None:
+    """Direct connect on Kubernetes: hubgate's client reaches the scheduler pod's IP
+    (the stand-in's pods have 127.a.b.c addresses of their own) on the scheduler port."""
+    code = """
+from hubgate import Gateway
+with Gateway().new_cluster() as cluster:
+    cluster.scale(1)
+    client = cluster.get_client()
+    client.wait_for_workers(1, timeout=300)
+    print("ADDRESS", cluster.scheduler_address, client.scheduler.address)
+    print("SUM", client.submit(sum, [1, 2]).result())
+    client.close()
+"""
+    out = run_python(code, gateway_env(kube_hub, "alice"), tmp_path, timeout=600)
+    lines = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.strip()}
+    chosen, connected = lines["ADDRESS"]
+    assert chosen == connected, out
+    host, _, port = chosen.removeprefix("tls://").rpartition(":")
+    # a pod's own IP, not the service's host (the proxy is at 127.0.0.1)
+    assert host.startswith("127.") and host != "127.0.0.1" and port == "8786", out
+    assert lines["SUM"] == ["3"], out
+    wait_until(lambda: not pods_of_user(stand_in_process, "alice"), "rid of alice's pods")
