@@ -503,11 +503,31 @@ class KubernetesBackend(Backend):
         help="Seconds before a single Kubernetes API request (not the watch) is abandoned.",
     )
 
+    max_concurrent_starts = Int(
+        20,
+        config=True,
+        help="""Pods being created at once (each a pod, a Secret and, for a scheduler,
+        a Service); more starts wait their turn. Without a bound a burst of creates
+        (1,000 clusters) put every start's requests in one queue, so each start took
+        as long as the whole burst and the API server's answers for clusters that had
+        started already waited behind it.""",
+    )
+
+    @validate("max_concurrent_starts")
+    def _at_least_one_start(self, proposal: Any) -> int:
+        if proposal["value"] < 1:
+            raise TraitError(
+                f"KubernetesBackend.max_concurrent_starts must be at least 1, "
+                f"got {proposal['value']}"
+            )
+        return proposal["value"]
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._api: Any = None
         self._core: Any = None
         self._reflector: PodReflector | None = None
+        self._start_slots: asyncio.Semaphore | None = None
 
     @staticmethod
     def _in_cluster() -> bool:
@@ -716,6 +736,12 @@ class KubernetesBackend(Backend):
         return OwnerRef(name=meta["name"], uid=meta["uid"])
 
     async def start(self, spec: ProcessSpec) -> ProcessState:
+        if self._start_slots is None:
+            self._start_slots = asyncio.Semaphore(self.max_concurrent_starts)
+        async with self._start_slots:
+            return await self._start(spec)
+
+    async def _start(self, spec: ProcessSpec) -> ProcessState:
         from kubernetes_asyncio.client.exceptions import ApiException
 
         cache = await self._cache()

@@ -230,6 +230,49 @@ async def test_route_host_reads_the_pod_when_the_watch_lags_against_apiserver(
     assert await backend.route_host(state) == ip
 
 
+async def test_starts_beyond_max_concurrent_starts_wait_their_turn_against_apiserver(
+    kube_target: Any, make_backend: Any
+) -> None:
+    """A burst of starts creates at most ``max_concurrent_starts`` pods at a time, and
+    every start still completes."""
+    backend = await make_backend(max_concurrent_starts=2)
+    in_flight = most = 0
+    create = backend._create
+
+    async def counted(kind: str, body: dict[str, Any]) -> dict[str, Any]:
+        nonlocal in_flight, most
+        if kind != "pod":
+            return await create(kind, body)
+        in_flight += 1
+        most = max(most, in_flight)
+        try:
+            await asyncio.sleep(0.05)  # hold the slot so that the others queue
+            return await create(kind, body)
+        finally:
+            in_flight -= 1
+
+    backend._create = counted
+    states = await asyncio.gather(
+        *(
+            backend.start(
+                ProcessSpec(
+                    cluster_name=f"k8s-burst-{n}-{secrets.token_hex(2)}",
+                    role="scheduler",
+                    name="scheduler",
+                    username="bob",
+                    argv=[kube_target.python, "-c", "import time; time.sleep(120)"],
+                    files={"ca.crt": b"x", "scheduler.crt": b"x", "scheduler.key": b"x"},
+                )
+            )
+            for n in range(6)
+        )
+    )
+    assert most == 2
+    assert len({state["pod"] for state in states}) == 6
+    for state in states:
+        await backend.stop(state)
+
+
 async def test_pending_reasons_against_apiserver(kube_target: Any, make_backend: Any) -> None:
     backend = await make_backend(
         instance_types={"gpu-node": {"node_selector": {"hubgate.test/pool": "gpus"}}}
