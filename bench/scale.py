@@ -15,7 +15,8 @@ Two runs, one after the other:
   is measured is the service's side; the run is named "agent-only pods" everywhere.
 
 The per-user limits are lifted for the run (``max_clusters_per_user`` = the number of
-clusters, no ``user_limits``): one user holds them all. Everything started is stopped
+clusters, no ``user_limits``): one user holds them all. On the stand-in the clusters'
+start timeout is 600 s (the stand-in itself is slow to start 1,000 pods). Everything started is stopped
 on the way out (``try/finally``; Ctrl-C and SIGTERM too; leftover processes in the run's
 folder are killed). ``measure()`` is the same thing for ``bench/run.py``.
 """
@@ -93,6 +94,9 @@ def kube_config(kubeconfig: Path) -> str:
             f"c.KubernetesBackend.namespace = {KUBE_NAMESPACE!r}",
             'c.KubernetesBackend.image = "stand-in.local/hubgate-python:dev"',
             "c.KubernetesBackend.termination_grace_seconds = 5",
+            # The stand-in API server is one Python process on a shared 2-core machine:
+            # a burst of 1,000 creates takes it longer than the default 60 s.
+            "c.HubgateService.cluster_start_timeout = 600",
             "",
         ]
     )

@@ -60,6 +60,11 @@ _TERMINATION_LOG_BYTES = 2048
 _TERMINATION_LOG_LINES = 80
 
 
+def _service_dns(namespace: str) -> re.Pattern[str]:
+    """``<svc>.<namespace>.svc`` (and ``.cluster.local``) in a text; group 1: the name."""
+    return re.compile(rf"([a-z0-9](?:[-a-z0-9]*[a-z0-9])?)\.{re.escape(namespace)}\.svc\b")
+
+
 class _PodRun:
     def __init__(self, namespace: str, name: str, uid: str) -> None:
         self.namespace = namespace
@@ -412,22 +417,40 @@ class StandInKubelet:
         lines = data.decode("utf-8", "replace").splitlines()[-_TERMINATION_LOG_LINES:]
         return "\n".join(lines)
 
-    def _service_ips(self, namespace: str) -> dict[str, str]:
-        """DNS name -> IP of the pod the Service selects (the stand-in has no DNS)."""
+    def _service_ips(
+        self, namespace: str, values: list[str], own_labels: dict[str, str], own_ip: str
+    ) -> dict[str, str]:
+        """DNS name -> IP of the pod the Service selects (the stand-in has no DNS), for
+        the Services that ``values`` name; a Service selecting this pod itself gets
+        ``own_ip`` (the pod is not listed with an IP yet when it starts). Only the named
+        Services are looked up: scanning every Service and pod for every pod start made
+        the stand-in quadratic in the number of clusters."""
         names: dict[str, str] = {}
-        pods = self.store.find("pods", namespace)
-        for svc in self.store.find("services", namespace):
+        wanted = {m.group(1) for m in _service_dns(namespace).finditer(" ".join(values))}
+        pods: list[dict[str, Any]] | None = None
+        for name in sorted(wanted):
+            try:
+                svc = self.store.get("services", namespace, name)
+            except NotFound:
+                continue
             selector = svc["spec"].get("selector") or {}
             if not selector:
                 continue
-            for pod in pods:
-                labels = pod["metadata"].get("labels") or {}
-                ip = self.pod_ips.get(pod["metadata"]["uid"])
-                if ip and all(labels.get(k) == v for k, v in selector.items()):
-                    name = svc["metadata"]["name"]
-                    for dns in (f"{name}.{namespace}.svc.cluster.local", f"{name}.{namespace}.svc"):
-                        names[dns] = ip
-                    break
+            ip = None
+            if all(own_labels.get(k) == v for k, v in selector.items()):
+                ip = own_ip
+            else:
+                if pods is None:
+                    pods = self.store.find("pods", namespace)
+                for pod in pods:
+                    labels = pod["metadata"].get("labels") or {}
+                    pod_ip = self.pod_ips.get(pod["metadata"]["uid"])
+                    if pod_ip and all(labels.get(k) == v for k, v in selector.items()):
+                        ip = pod_ip
+                        break
+            if ip:
+                for dns in (f"{name}.{namespace}.svc.cluster.local", f"{name}.{namespace}.svc"):
+                    names[dns] = ip
         return names
 
     def _container_env(
@@ -462,15 +485,10 @@ class StandInKubelet:
             "spec.nodeName": NODE_NAME,
             "status.hostIP": "127.0.0.1",
         }
-        services = self._service_ips(pod["metadata"]["namespace"])
-        # Own Service: this pod is not listed with an IP yet when it starts.
-        for svc in self.store.find("services", pod["metadata"]["namespace"]):
-            selector = svc["spec"].get("selector") or {}
-            labels = pod["metadata"].get("labels") or {}
-            if selector and all(labels.get(k) == v for k, v in selector.items()):
-                name, ns = svc["metadata"]["name"], pod["metadata"]["namespace"]
-                services[f"{name}.{ns}.svc.cluster.local"] = ip
-                services[f"{name}.{ns}.svc"] = ip
+        values = [str(item.get("value", "")) for item in container.get("env") or []]
+        services = self._service_ips(
+            pod["metadata"]["namespace"], values, pod["metadata"].get("labels") or {}, ip
+        )
         dns_pattern = (
             re.compile("|".join(re.escape(n) for n in sorted(services, key=len, reverse=True)))
             if services
