@@ -39,6 +39,14 @@ class AgentSocket(WebSocketHandler):
         return max(MAX_AGENT_MESSAGE, most_workers * BYTES_PER_WORKER)
 
     @property
+    def ping_interval(self) -> float | None:
+        # The agents ping (scheduler_agent.PING_INTERVAL); pinging each of a thousand
+        # agents as well doubled an idle service's websocket work for nothing: a dead
+        # scheduler is found by the backend's poll, and its agent's reconnect replaces
+        # a connection left half-open.
+        return None
+
+    @property
     def service(self) -> HubgateService:
         return self.settings["hubgate_service"]
 

@@ -33,7 +33,10 @@ MIN_BACKOFF = 0.1
 MAX_BACKOFF = 5.0
 ACTIVITY_PERIOD = 1.0  # seconds between two ``activity`` messages, at least
 CONNECT_TIMEOUT = 10.0
-PING_INTERVAL = 10.0
+# A ping notices a silently dead connection to the service (a restart closes it
+# outright). The service answers every agent's pings: with 1,000 clusters pings every
+# 10 s were a third of an idle service's CPU.
+PING_INTERVAL = 30.0
 
 
 def versions() -> dict[str, str]:

@@ -324,6 +324,8 @@ class StandInKubelet:
         from tornado.httpclient import HTTPRequest
         from tornado.websocket import websocket_connect
 
+        from hubgate.runtime.scheduler_agent import PING_INTERVAL  # as a real agent pings
+
         assert run.workdir is not None and run.log_path is not None
         run.log_path.write_text("agent-only pod: no scheduler process (stand-in)\n")
         run.started = True
@@ -355,7 +357,7 @@ class StandInKubelet:
                         request_timeout=10,
                         ca_certs=str(ca_file) if ca_file.exists() else None,
                     ),
-                    ping_interval=10,
+                    ping_interval=PING_INTERVAL,
                 )
             except Exception:
                 await asyncio.sleep(backoff)
