@@ -400,7 +400,9 @@ class StandInApiServerProcess:
                 "--history",
                 "20000",
             ],
-            cwd=Path(__file__).resolve().parents[1],
+            # in the run's folder, so that kill_leftovers finds it after a hard stop
+            cwd=self.work_dir,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
