@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import gc
 import importlib
 import json
 import os
@@ -540,6 +541,10 @@ def main(argv: list[str] | None = None) -> int:
         _log(f"cannot serve: {exc}")
         return 1
     _log(f"preloaded {', '.join(loaded)}")
+    # Children inherit the frozen generation: their collector never walks the preloaded
+    # modules, and never writes to those pages (they stay shared after the fork).
+    gc.collect()
+    gc.freeze()
     ForkServer(argv[0]).serve()
     return 0
 

@@ -17,6 +17,7 @@ import the exit-file helpers without paying for it.
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import signal
@@ -34,9 +35,11 @@ __all__ = [
     "ExitRecord",
     "ProcessConfig",
     "describe_exit",
+    "freeze_start_up_objects",
     "main",
     "read_exit_file",
     "read_own_file",
+    "space_out_collections",
     "write_exit_file",
 ]
 
@@ -56,6 +59,8 @@ DEFAULT_WORKER_CONNECT_TIMEOUT = 60.0
 # schedulers (200 of them took every core of a 2-core machine). Once a second still
 # notices a blocked loop: it warns only after distributed.admin.tick.limit (3 s).
 DISTRIBUTED_TICK_DEFAULT = "20ms"
+# How much rarer than Python's default the garbage collector runs (space_out_collections)
+GC_THRESHOLD_FACTOR = 3
 SCHEDULER_TICK_INTERVAL = "1s"
 
 
@@ -416,6 +421,7 @@ async def _serve(server: Any, stop: asyncio.Event, what: str) -> str:
         with suppress(Exception):
             await asyncio.wait_for(server.close(), CLOSE_TIMEOUT)
         raise StartError(f"the {what} failed to start: {_short(exc)}") from exc
+    freeze_start_up_objects()
     finished = asyncio.ensure_future(server.finished())
     stopped = asyncio.ensure_future(stop.wait())
     await asyncio.wait({finished, stopped}, return_when=asyncio.FIRST_COMPLETED)
@@ -426,6 +432,27 @@ async def _serve(server: Any, stop: asyncio.Event, what: str) -> str:
     with suppress(Exception, asyncio.TimeoutError):
         await asyncio.wait_for(server.close(reason="hubgate-stop"), CLOSE_TIMEOUT)
     return f"the {what} was stopped"
+
+
+def space_out_collections() -> None:
+    """Collect garbage a third as often as Python's default, as ``dask scheduler`` and
+    ``dask worker`` do (distributed's CLI; dask/distributed#1653): a scheduler allocates
+    thousands of objects per task, and the default threshold (700) ran a collection
+    several times per task round trip."""
+    gen0, gen1, gen2 = gc.get_threshold()
+    gc.set_threshold(
+        gen0 * GC_THRESHOLD_FACTOR, gen1 * GC_THRESHOLD_FACTOR, gen2 * GC_THRESHOLD_FACTOR
+    )
+
+
+def freeze_start_up_objects() -> None:
+    """Exempt everything alive now (modules, the server's own objects) from the cyclic
+    garbage collector. A full collection walks every tracked object: ~150,000 after
+    the imports, about 65 ms on a 2-core host, paid by whichever task round trip or
+    transfer it interrupts (the p99). Frozen objects are still freed by reference
+    counting; only cycles among them are never collected. No collection first: in a
+    child of the fork server that would cost the start-up what freezing saves."""
+    gc.freeze()
 
 
 def _short(exc: BaseException) -> str:
@@ -440,6 +467,7 @@ async def _amain(config: ProcessConfig) -> str:
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
+    space_out_collections()
     if config.role == "scheduler":
         return await _run_scheduler(config, stop)
     return await _run_worker(config, stop)
