@@ -1,9 +1,12 @@
 """hubgate as the benchmark runs it: a real JupyterHub with the hubgate service.
 
 Started by :mod:`hubgate.tooling.hubrunner` exactly as ``hubgate demo`` and the tests start it
-(configurable-http-proxy, the hub, the service as a managed service, the local
-backend), with the demo's per-user limits lifted so one user may hold the 10 clusters
-of the ``list_clusters`` measurement, and worker sizes as on the dask-gateway side.
+(configurable-http-proxy, the hub, the service as a managed service, the local backend)
+with the demo's configuration (``hubgate.config.demo.configure_demo``: uid-range
+accounts, the demo's options form, ``cluster_config``, limits). One thing differs: the
+per-user limits are lifted so that one user may hold the 10+ clusters of the
+``list_clusters`` measurement. The demo's default worker (its options form) is already
+what the dask-gateway side runs: 1 core, 1 thread, 1 GiB.
 """
 
 from __future__ import annotations
@@ -12,17 +15,10 @@ from pathlib import Path
 
 from hubgate.tooling.hubrunner import HubSettings, RunningHub
 
-# Same cluster shape as dask_gateway_side: 1 core, 1 thread, 1 GiB per worker.
+# The demo's per-user limits (3 clusters, 12 cores, 24G across a user's clusters) are
+# lifted: one user holds 10+ clusters here. Per-cluster limits (max_workers 8) stay.
 BENCH_CONFIG = """
-from hubgate.options import OptionSet, standard_handler, worker_cores_field, worker_memory_field
-c.HubgateService.cluster_options = OptionSet(
-    worker_cores_field(default=1, max=4),
-    worker_memory_field(default=1, max=8),
-    handler=standard_handler,
-)
-c.HubgateService.cluster_config = {}
 c.HubgateService.user_limits = {}
-c.HubgateService.group_limits = {}
 """
 
 
