@@ -151,6 +151,14 @@ def kill_leftovers(work_dir: Path) -> list[int]:
     return killed
 
 
+def process_age(pid: int) -> float:
+    """Seconds since the process started, to the kernel's clock tick (psutil's
+    create_time adds the boot time, which /proc gives in whole seconds)."""
+    ticks = int(Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[19])
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return uptime - ticks / os.sysconf("SC_CLK_TCK")
+
+
 def available_gib() -> float:
     return psutil.virtual_memory().available / 2**30
 
@@ -255,7 +263,7 @@ async def restart(
             time.sleep(0.05)
 
     new = await _deadline(asyncio.to_thread(new_service), "the hub starting the service again")
-    started = new.create_time()
+    started = time.time() - process_age(new.pid)
 
     async def all_running() -> None:
         while True:
