@@ -5,6 +5,8 @@ Library use (the overall benchmark imports these):
 - :func:`measure_client` — given a scheduler address (``tls://...`` direct, or
   ``gateway://proxy:port/<name>``) and a ``distributed`` security object, the p50 round
   trip of a scheduler ping and of a tiny task, and scatter/gather MiB/s.
+- :func:`task_round_trips`, :func:`ping_round_trips`, :func:`transfer_rates` — the raw
+  samples of one client (what ``scenarios.wire_round`` adds up on both sides).
 - :func:`measure_raw` — the proxy alone, no TLS or Dask on top: 1-byte ping-pong latency
   to an echo server and one-way MiB/s to a byte-counting sink, both through it.
 
@@ -42,6 +44,10 @@ __all__ = [
     "fake_client_hello",
     "measure_client",
     "measure_raw",
+    "percentile",
+    "ping_round_trips",
+    "task_round_trips",
+    "transfer_rates",
     "run_standalone",
 ]
 
@@ -205,6 +211,55 @@ async def measure_client(
         "scatter_mib_s": max(scatter_rates),
         "gather_mib_s": max(gather_rates),
     }
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """The ``q`` quantile (0..1) of ``samples``, nearest rank."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+
+
+async def task_round_trips(client: Any, tasks: int, warmup: int = 20) -> list[float]:
+    """Seconds from ``submit(inc, i)`` to its result, one task at a time, ``tasks``
+    times (after ``warmup`` untimed ones that open the connections)."""
+    for i in range(warmup):
+        await client.submit(_inc, i, pure=False)
+    times = []
+    for i in range(tasks):
+        start = time.perf_counter()
+        await client.submit(_inc, i, pure=False)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+async def ping_round_trips(client: Any, pings: int) -> list[float]:
+    """Seconds of a scheduler RPC (``ncores``), ``pings`` times."""
+    times = []
+    for _ in range(pings):
+        start = time.perf_counter()
+        await client.scheduler.ncores()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+async def transfer_rates(client: Any, mib: int, rounds: int) -> tuple[list[float], list[float]]:
+    """MiB/s of ``rounds`` scatters and gathers of ``mib`` MiB through the scheduler
+    (``direct=False``: the payload crosses the client's connection to the scheduler,
+    the one a proxy relays), each timed until the client has the answer."""
+    payload = os.urandom(mib * 2**20)
+    scatters, gathers = [], []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        [future] = await client.scatter([payload], direct=False, hash=False)
+        scatters.append(mib / (time.perf_counter() - start))
+        start = time.perf_counter()
+        data = await client.gather(future, direct=False)
+        gathers.append(mib / (time.perf_counter() - start))
+        if len(data) != len(payload):
+            raise RuntimeError(f"gathered {len(data)} bytes, scattered {len(payload)}")
+        await client.cancel(future)
+        del future, data
+    return scatters, gathers
 
 
 def fake_client_hello(server_name: str) -> bytes:

@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from api_latency import ApiAddress, ApiSettings, api_round
 from dask_gateway_side import DaskGatewaySettings, RunningDaskGateway
 from hubgate_side import make_hub, service_pids
-from scenarios import ProxySettings, Samples, Side, one_round
+from scenarios import ProxySettings, Samples, Side, one_round, wire_round
 
 HUBGATE = "hubgate"
 DASK_GATEWAY = "dask-gateway"
@@ -52,6 +52,44 @@ class Metric:
     # dask-gateway's sample key to compare with, when it is not ``key`` (an address of
     # hubgate's that dask-gateway has no counterpart of)
     theirs_key: str | None = None
+    # the target holds for hubgate's own value, not for the ratio (e.g. its proxy's
+    # rate over its direct rate)
+    own_target: bool = False
+
+
+def wire_metrics(sizes_mib: tuple[int, ...] = (1, 4, 16, 64, 256)) -> list[Metric]:
+    """Task and RPC round trips and scatter/gather per payload size (scenarios.wire_round)."""
+    rows = [
+        Metric("task_p50_ms", "task round trip p50 via proxy, 1 worker", "ms", True, 1.0),
+        Metric("task_p99_ms", "task round trip p99 via proxy, 1 worker", "ms", True, 1.0),
+        Metric("direct_task_p50_ms", "task round trip p50, direct TLS", "ms", True, None),
+        Metric("direct_task_p99_ms", "task round trip p99, direct TLS", "ms", True, None),
+        Metric("ping_p50_ms", "scheduler RPC p50 via proxy", "ms", True, None),
+        Metric("direct_ping_p50_ms", "scheduler RPC p50, direct TLS", "ms", True, None),
+    ]
+    for mib in sizes_mib:
+        for what in ("scatter", "gather"):
+            rows += [
+                Metric(
+                    f"{what}_{mib}mib_mib_s", f"{what} {mib} MiB via proxy", "MiB/s", False, 1.0
+                ),
+                Metric(
+                    f"direct_{what}_{mib}mib_mib_s",
+                    f"{what} {mib} MiB, direct TLS",
+                    "MiB/s",
+                    False,
+                    None,
+                ),
+                Metric(
+                    f"{what}_{mib}mib_vs_direct",
+                    f"{what} {mib} MiB, proxy / direct (each side its own)",
+                    "x",
+                    False,
+                    0.9,
+                    own_target=True,
+                ),
+            ]
+    return rows
 
 
 METRICS = [
@@ -89,10 +127,7 @@ METRICS = [
         None,
         theirs_key="list_rps_1c",
     ),
-    Metric("task_p50_ms", "task round trip p50 via proxy", "ms", True, 1.05),
-    Metric("ping_p50_ms", "scheduler RPC p50 via proxy", "ms", True, None),
-    Metric("scatter_mib_s", "scatter via proxy", "MiB/s", False, 1.0),
-    Metric("gather_mib_s", "gather via proxy", "MiB/s", False, 1.0),
+    *wire_metrics(),
     Metric("memory_mib", "service RSS, 10 clusters", "MiB", True, 1.0),
     Metric("memory_with_helpers_mib", "service + helper processes RSS", "MiB", True, None),
     Metric("clusters_pss_mib", "10 idle schedulers, total PSS", "MiB", True, None),
@@ -108,7 +143,7 @@ async def measure(
     proxy: ProxySettings,
     api_addresses: dict[str, list[ApiAddress]],
     api: ApiSettings,
-    api_only: bool = False,
+    only: str = "all",
 ) -> dict[str, Any]:
     """Round 0 is the warm-up; the order of the sides alternates every round so that
     background load and caches hit both alike."""
@@ -120,7 +155,10 @@ async def measure(
             target = warmup if round_no == 0 else samples
             what = "warm-up" if round_no == 0 else f"round {round_no}/{repeats}"
             print(f"[{time.strftime('%H:%M:%S')}] {what}: {side.label}", flush=True)
-            if not api_only:
+            if only == "wire":
+                await wire_round(side, target[side.label], proxy)
+                continue
+            if only == "all":
                 await one_round(side, target[side.label], proxy)
             await api_round(
                 api_addresses[side.label], side.proxy_address, side.token, api, target[side.label]
@@ -224,9 +262,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 gateway.settings.clusters_directory,
             ),
         ]
-        proxy = ProxySettings(
-            pings=args.pings, tasks=args.tasks, payload_mib=args.payload_mib, repeats=3
-        )
+        proxy = ProxySettings(pings=args.pings, tasks=args.tasks, repeats=args.transfers)
         api_addresses = {
             HUBGATE: [
                 ApiAddress("", hubgate_address),
@@ -235,9 +271,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             DASK_GATEWAY: [ApiAddress("", gateway.settings.address)],
         }
         api = ApiSettings(calls=args.api_calls, load_seconds=args.load_seconds)
-        measured = asyncio.run(
-            measure(sides, args.repeats, proxy, api_addresses, api, args.only == "api")
-        )
+        measured = asyncio.run(measure(sides, args.repeats, proxy, api_addresses, api, args.only))
     finally:
         print("stopping everything", flush=True)
         if gateway is not None:
@@ -287,25 +321,36 @@ def medians(samples: dict[str, Samples]) -> dict[str, dict[str, float]]:
 
 
 def table_rows(result: dict[str, Any]) -> list[list[str]]:
-    med = result["medians"]
+    """One row per metric: each side's median with the spread of its samples
+    ``[min-max]``, the ratio of the medians, the target and whether it is met (for an
+    ``own_target`` metric, by hubgate's own median)."""
+    med, samples = result["medians"], result["samples"]
     rows = []
     for m in METRICS:
-        ours, theirs = med[HUBGATE].get(m.key), med[DASK_GATEWAY].get(m.theirs_key or m.key)
+        theirs_key = m.theirs_key or m.key
+        ours, theirs = med[HUBGATE].get(m.key), med[DASK_GATEWAY].get(theirs_key)
         if ours is None or theirs is None:
             continue
         ratio = ours / theirs if theirs else float("inf")
+        judged = ours if m.own_target else ratio
         if m.target is None:
             target, met = "-", "-"
         elif m.lower_is_better:
-            target, met = f"<= {m.target:g}x", "yes" if ratio <= m.target else "NO"
+            target, met = f"<= {m.target:g}x", "yes" if judged <= m.target else "NO"
         else:
-            target, met = f">= {m.target:g}x", "yes" if ratio >= m.target else "NO"
-        digits = 3 if m.unit in ("s", "ms") else 0
+            target, met = f">= {m.target:g}x", "yes" if judged >= m.target else "NO"
+        digits = 3 if m.unit in ("s", "ms") else 2 if m.unit == "x" else 0
+
+        def cell(value: float, values: list[float], digits: int = digits) -> str:
+            if len(values) < 2:
+                return f"{value:.{digits}f}"
+            return f"{value:.{digits}f} [{min(values):.{digits}f}-{max(values):.{digits}f}]"
+
         rows.append(
             [
                 f"{m.title} ({m.unit})",
-                f"{ours:.{digits}f}",
-                f"{theirs:.{digits}f}",
+                cell(ours, samples[HUBGATE][m.key]),
+                cell(theirs, samples[DASK_GATEWAY][theirs_key]),
                 f"{ratio:.3f}",
                 target,
                 met,
@@ -345,8 +390,10 @@ def main(argv: list[str] | None = None) -> int:
         help="where to write the JSON results",
     )
     parser.add_argument("--pings", type=int, default=200, help="scheduler RPCs per round")
-    parser.add_argument("--tasks", type=int, default=200, help="tasks per round")
-    parser.add_argument("--payload-mib", type=int, default=32, help="scatter/gather size")
+    parser.add_argument("--tasks", type=int, default=500, help="tasks per round and path")
+    parser.add_argument(
+        "--transfers", type=int, default=3, help="scatters and gathers per size, path and round"
+    )
     parser.add_argument(
         "--api-calls",
         type=int,
@@ -361,9 +408,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--only",
-        choices=["all", "api"],
+        choices=["all", "api", "wire"],
         default="all",
-        help="api: only the list_clusters latency and throughput rounds",
+        help="api: only the list_clusters latency and throughput rounds; wire: only the "
+        "task round trips and scatter/gather, through the proxy and direct",
     )
     parser.add_argument("--keep", action="store_true", help="keep the logs folder")
     parser.add_argument(

@@ -53,9 +53,10 @@ class Side:
 @dataclass
 class ProxySettings:
     pings: int = 200
-    tasks: int = 200
-    payload_mib: int = 32
-    repeats: int = 3
+    tasks: int = 500
+    payload_mib: int = 32  # the standalone proxy_bench's; wire_round uses sizes_mib
+    repeats: int = 3  # scatter/gather rounds per payload size and path
+    sizes_mib: tuple[int, ...] = (1, 4, 16, 64, 256)
 
 
 Samples = dict[str, list[float]]
@@ -146,29 +147,14 @@ def cluster_processes_pss_mib(clusters_dir: Path) -> float:
     return total / 2**20
 
 
-async def lifecycle_round(side: Side, samples: Samples, proxy: ProxySettings) -> None:
-    """One cluster through create, scale to 4, proxy traffic, stop; then a second
-    cluster through create and stop with no workers."""
+async def lifecycle_round(side: Side, samples: Samples) -> None:
+    """One cluster through create, scale to 4, stop; then a second cluster through
+    create and stop with no workers."""
     async with side.gateway() as gateway:
         cluster, seconds = await timed_create(gateway)
         _add(samples, "create_s", seconds)
         try:
             _add(samples, "scale_0_to_4_s", await timed_scale(cluster, WORKERS))
-            result = await _deadline(
-                proxy_bench.measure_client(
-                    cluster.scheduler_address,
-                    cluster.security,
-                    pings=proxy.pings,
-                    tasks=proxy.tasks,
-                    payload_mib=proxy.payload_mib,
-                    repeats=proxy.repeats,
-                ),
-                "the proxy measurement",
-            )
-            _add(samples, "ping_p50_ms", result["ping"]["p50_ms"])
-            _add(samples, "task_p50_ms", result["task"]["p50_ms"])
-            _add(samples, "scatter_mib_s", result["scatter_mib_s"])
-            _add(samples, "gather_mib_s", result["gather_mib_s"])
         finally:
             await cluster.close(shutdown=False)
         _add(samples, "stop_4_workers_s", await timed_stop(gateway, cluster.name))
@@ -214,6 +200,76 @@ async def many_clusters_round(side: Side, samples: Samples) -> None:
             )
 
 
+async def _client(address: str, security: Any) -> Any:
+    import dask_gateway.comm  # noqa: F401  (registers gateway://)
+    from distributed import Client
+
+    client = await Client(address, security=security, asynchronous=True)
+    await client.wait_for_workers(1)
+    return client
+
+
+async def wire_round(side: Side, samples: Samples, proxy: ProxySettings) -> None:
+    """A cluster with one worker, as a user's client sees it through the side's
+    scheduler proxy, and the same scheduler at its own TLS address with the cluster's
+    credentials ("direct", no proxy: the floor the proxy is held to).
+
+    Samples: ``task_p50_ms``/``task_p99_ms`` (``proxy.tasks`` tasks, one at a time),
+    ``ping_p50_ms``/``ping_p99_ms`` (a scheduler RPC), the same with ``direct_`` before
+    them, and per payload N MiB ``scatter_<N>mib_mib_s``/``gather_<N>mib_mib_s`` and
+    ``direct_scatter_...``/``direct_gather_...`` (every round's rate, ``proxy.repeats``
+    rounds, the paths taking turns per size), and ``scatter_<N>mib_vs_direct``: the
+    median rate through the proxy over the median direct one, in this round."""
+    async with side.gateway() as gateway:
+        cluster = await _deadline(gateway.new_cluster(shutdown_on_close=False), "new_cluster")
+        try:
+            await cluster.scale(1)
+            proxied = await _deadline(
+                _client(cluster.scheduler_address, cluster.security), "a worker"
+            )
+            direct = None
+            try:
+                # the scheduler's own address, as it tells its clients
+                own_address = proxied.scheduler_info()["address"]
+                direct = await _deadline(_client(own_address, cluster.security), "direct TLS")
+                await _deadline(_latency(proxied, direct, samples, proxy), "round trips")
+                for mib in proxy.sizes_mib:
+                    await _deadline(_transfers(proxied, direct, mib, samples, proxy), "transfers")
+            finally:
+                for client in (direct, proxied):
+                    if client is not None:
+                        await client.close()
+        finally:
+            await cluster.shutdown()
+
+
+async def _latency(proxied: Any, direct: Any, samples: Samples, proxy: ProxySettings) -> None:
+    for prefix, client in (("", proxied), ("direct_", direct)):
+        tasks = await proxy_bench.task_round_trips(client, proxy.tasks)
+        pings = await proxy_bench.ping_round_trips(client, proxy.pings)
+        for what, times in (("task", tasks), ("ping", pings)):
+            _add(samples, f"{prefix}{what}_p50_ms", 1000 * statistics.median(times))
+            _add(samples, f"{prefix}{what}_p99_ms", 1000 * proxy_bench.percentile(times, 0.99))
+
+
+async def _transfers(
+    proxied: Any, direct: Any, mib: int, samples: Samples, proxy: ProxySettings
+) -> None:
+    rates: dict[str, list[float]] = {}
+    for _ in range(proxy.repeats):  # one of each path at a time: load hits both alike
+        for prefix, client in (("", proxied), ("direct_", direct)):
+            scatters, gathers = await proxy_bench.transfer_rates(client, mib, 1)
+            rates.setdefault(f"{prefix}scatter", []).extend(scatters)
+            rates.setdefault(f"{prefix}gather", []).extend(gathers)
+    for name, values in rates.items():
+        for value in values:
+            _add(samples, f"{name}_{mib}mib_mib_s", value)
+    for what in ("scatter", "gather"):
+        ratio = statistics.median(rates[what]) / statistics.median(rates[f"direct_{what}"])
+        _add(samples, f"{what}_{mib}mib_vs_direct", ratio)
+
+
 async def one_round(side: Side, samples: Samples, proxy: ProxySettings) -> None:
-    await lifecycle_round(side, samples, proxy)
+    await lifecycle_round(side, samples)
+    await wire_round(side, samples, proxy)
     await many_clusters_round(side, samples)
