@@ -733,7 +733,11 @@ class ClusterManager:
             if cluster.status is not ClusterStatus.RUNNING or not cluster.scheduler_address:
                 return
             live = [w for w in cluster.live_workers() if not w.retiring]
-            want = self._allowed_workers(cluster)
+            if cluster.requested_workers:
+                want = self._allowed_workers(cluster)
+            else:
+                want = 0  # nothing to hold under the limits
+                self._held_at.pop((cluster.name, "requested"), None)
             if len(live) < want:
                 # Records first, with no await in between: the owner's other clusters
                 # reconciling meanwhile must count these workers against the limits.
@@ -748,7 +752,9 @@ class ClusterManager:
 
     def _allowed_workers(self, cluster: Cluster) -> int:
         """The request, held under the limits as they stand now: here is where worker
-        counts are applied, whether they came from scale(), adapt() or the scheduler."""
+        counts are applied, whether they came from scale(), adapt() or the scheduler.
+        Not called for a request of 0 (nothing to hold): the ceiling looks at every
+        cluster, and a restart reconciles them all."""
         ceiling = self._worker_ceiling(cluster)
         self._note_held(cluster, "requested", cluster.requested_workers, ceiling)
         return min(cluster.requested_workers, ceiling.workers)
