@@ -14,11 +14,13 @@ Two runs, one after the other:
   process and no dask scheduler, so ``--kube-clusters`` of them fit on this machine. What
   is measured is the service's side; the run is named "agent-only pods" everywhere.
 
-The per-user limits are lifted for the run (``max_clusters_per_user`` = the number of
-clusters, no ``user_limits``): one user holds them all. On the stand-in the clusters'
-start timeout is 600 s (the stand-in itself is slow to start 1,000 pods). Everything started is stopped
-on the way out (``try/finally``; Ctrl-C and SIGTERM too; leftover processes in the run's
-folder are killed). ``measure()`` is the same thing for ``bench/run.py``.
+The service runs with the demo's configuration (as in bench/run.py) but the per-user
+limits are lifted (no ``user_limits`` or ``group_limits``, ``max_clusters_per_user`` above
+the number of clusters): one user holds them all. On the stand-in the clusters'
+start timeout is 600 s (the stand-in itself is slow to start 1,000 pods). Everything
+started is stopped on the way out (``try/finally``; Ctrl-C and SIGTERM too; leftover
+processes in the run's folder are killed). ``measure()`` is the same thing for
+``bench/run.py``.
 """
 
 from __future__ import annotations
@@ -76,9 +78,9 @@ _service_module._ServiceSpawner = _ServiceSpawnerPolledEverySecond
 
 
 def scale_config(clusters: int) -> str:
-    """The service's limits lifted so that one user may hold every cluster."""
+    """The demo's configuration (as bench/hubgate_side.py), with the per-user limits
+    lifted so that one user may hold every cluster."""
     return f"""
-c.HubgateService.cluster_config = {{}}
 c.HubgateService.user_limits = {{}}
 c.HubgateService.group_limits = {{}}
 c.HubgateService.max_clusters_per_user = {max(clusters + 10, 100)}
