@@ -273,6 +273,42 @@ async def test_starts_beyond_max_concurrent_starts_wait_their_turn_against_apise
         await backend.stop(state)
 
 
+async def test_poll_works_out_a_pods_status_once_per_version_against_apiserver(
+    kube_target: Any, make_backend: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manager polls every cluster every second: an unchanged pod's status is not
+    worked out again; a changed one is."""
+    import hubgate.spawners.kubernetes as kubernetes_backend
+
+    backend = await make_backend()
+    state = await backend.start(
+        ProcessSpec(
+            cluster_name=f"k8s-poll-{secrets.token_hex(3)}",
+            role="scheduler",
+            name="scheduler",
+            username="bob",
+            argv=[kube_target.python, "-c", "import time; time.sleep(120)"],
+            files={"ca.crt": b"x", "scheduler.crt": b"x", "scheduler.key": b"x"},
+        )
+    )
+    await poll_until(backend, state, Phase.RUNNING)
+    worked_out = []
+    real = kubernetes_backend.pod_status
+
+    def counted(pod: dict[str, Any]) -> Any:
+        worked_out.append(pod["metadata"]["name"])
+        return real(pod)
+
+    monkeypatch.setattr(kubernetes_backend, "pod_status", counted)
+    for _ in range(3):
+        [status] = await backend.poll([state])
+        assert status.phase is Phase.RUNNING
+    assert len(worked_out) <= 1  # once at most (the watch may have had news since)
+    await backend.stop(state)
+    [status] = await backend.poll([state])
+    assert status.phase is Phase.GONE
+
+
 async def test_pending_reasons_against_apiserver(kube_target: Any, make_backend: Any) -> None:
     backend = await make_backend(
         instance_types={"gpu-node": {"node_selector": {"hubgate.test/pool": "gpus"}}}
