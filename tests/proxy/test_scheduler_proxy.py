@@ -212,6 +212,29 @@ async def test_half_close_is_passed_on(proxy: SchedulerProxy, echo_server: EchoS
     await wait_for(lambda: proxy.active_connections == 0)
 
 
+async def test_both_legs_of_a_relay_send_without_delay(
+    proxy: SchedulerProxy, echo_server: EchoServer
+) -> None:
+    """Dask's messages are small request/reply frames: with Nagle's algorithm on either
+    leg, a frame that follows an unacknowledged one waits for the peer's delayed ACK
+    (up to 40 ms on Linux), so both the client's and the scheduler's socket of every
+    relayed connection have TCP_NODELAY."""
+    proxy.set_route("alpha", echo_server.address)
+    hello = client_hello("daskgateway-alpha")
+    reader, writer = await _open(proxy)
+    writer.write(hello + b"ping")
+    async with asyncio.timeout(30):
+        assert await reader.readexactly(len(hello) + 4) == hello + b"ping"
+    # the relay's own sockets: they live in its threads and are reachable no other way
+    assert proxy._relays is not None
+    relays = [r for thread in proxy._relays._threads for r in list(thread._relays)]
+    assert len(relays) == 1
+    for sock in (relays[0].client, relays[0].upstream):
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    writer.close()
+    await wait_for(lambda: proxy.active_connections == 0)
+
+
 async def test_route_removal_stops_new_connections_only(
     proxy: SchedulerProxy, echo_server: EchoServer
 ) -> None:
