@@ -16,7 +16,10 @@ Two runs, one after the other:
 
 The service runs with the demo's configuration (as in bench/run.py) but the per-user
 limits are lifted (no ``user_limits`` or ``group_limits``, ``max_clusters_per_user`` above
-the number of clusters): one user holds them all. On the stand-in the clusters'
+the number of clusters): one user holds them all. ``list_clusters`` is measured at the
+service's own address (what single-user servers are given), for that user (a list of
+all N clusters, each with its certificate and key) and for another user holding one
+cluster among them, and through the hub's proxy. On the stand-in the clusters'
 start timeout is 600 s (the stand-in itself is slow to start 1,000 pods). Everything
 started is stopped on the way out (``try/finally``; Ctrl-C and SIGTERM too; leftover
 processes in the run's folder are killed). ``measure()`` is the same thing for
@@ -51,6 +54,7 @@ from dask_gateway.client import ClusterStatus
 from hubgate.tooling.hubrunner import HubSettings, RunningHub, stop_process_group
 
 USER = "alice"
+OTHER_USER = "bob"
 LIST_CALLS = 50
 IDLE_SECONDS = 30.0  # the CPU of the idle service is measured over this long
 SETTLE_SECONDS = 5.0  # after the last cluster is RUNNING, before measuring
@@ -289,21 +293,45 @@ async def restart(
     return result
 
 
+def _gateway(hub: RunningHub, token: str, address: str | None = None) -> Gateway:
+    """The official client at ``address``; by default the service's own address, as
+    single-user servers are given it."""
+    return Gateway(
+        address or hub.settings.singleuser_environment()["DASK_GATEWAY__ADDRESS"],
+        proxy_address=hub.settings.proxy_address,
+        auth=JupyterHubAuth(api_token=token),
+        asynchronous=True,
+    )
+
+
+async def other_users_list(hub: RunningHub, token: str) -> dict[str, float]:
+    """list_clusters of another user who holds one cluster among all of them: what
+    most users of a shared service see."""
+    async with _gateway(hub, token) as gateway:
+        name = await gateway.submit()
+        try:
+            await _deadline(wait_all_running(gateway, 1), "another user's cluster")
+            return await list_p50(gateway, 1)
+        finally:
+            await gateway.stop_cluster(name)
+
+
+async def hub_proxy_list(hub: RunningHub, token: str, n: int) -> dict[str, float]:
+    """The same list through the hub's proxy (the address outside the hub)."""
+    async with _gateway(hub, token, hub.settings.gateway_address) as gateway:
+        return await list_p50(gateway, n)
+
+
 async def scenario(
     hub: RunningHub,
-    token: str,
+    tokens: dict[str, str],
     n: int,
     processes_dir: Path | None,
     compute_after_restart: bool,
     log: Callable[[str], None],
 ) -> dict[str, Any]:
     """Everything measured on one running hub; stops every cluster it made."""
-    gateway = Gateway(
-        hub.settings.gateway_address,
-        proxy_address=hub.settings.proxy_address,
-        auth=JupyterHubAuth(api_token=token),
-        asynchronous=True,
-    )
+    gateway = _gateway(hub, tokens[USER])
     out: dict[str, Any] = {"clusters": n}
     names: list[str] = []
     try:
@@ -327,7 +355,14 @@ async def scenario(
         )
         await asyncio.sleep(SETTLE_SECONDS)
         out["list_clusters"] = await list_p50(gateway, n)
-        log(f"  list_clusters p50 {out['list_clusters']['p50_ms']:.2f} ms; idle CPU ...")
+        out["list_clusters_hub_proxy"] = await hub_proxy_list(hub, tokens[USER], n)
+        out["list_clusters_other_user"] = await other_users_list(hub, tokens[OTHER_USER])
+        await asyncio.sleep(SETTLE_SECONDS)
+        log(
+            f"  list_clusters p50 {out['list_clusters']['p50_ms']:.2f} ms (hub's proxy "
+            f"{out['list_clusters_hub_proxy']['p50_ms']:.2f} ms; a user with 1 cluster "
+            f"{out['list_clusters_other_user']['p50_ms']:.2f} ms); idle CPU ..."
+        )
         out["idle_cpu_percent"] = await idle_cpu(proc, IDLE_SECONDS)
         out["idle_seconds"] = IDLE_SECONDS
         out["service_memory"] = memory_of(proc)
@@ -443,8 +478,8 @@ async def run_local(work_dir: Path, n: int, log: Callable[[str], None]) -> dict[
     try:
         log(f"local backend, {n} clusters: starting JupyterHub + hubgate in {work_dir}")
         await asyncio.to_thread(hub.start, 180)
-        token = (await asyncio.to_thread(hub.make_user_tokens))[USER]
-        out = await scenario(hub, token, n, hub.settings.cluster_work_dir, True, log)
+        tokens = await asyncio.to_thread(hub.make_user_tokens)
+        out = await scenario(hub, tokens, n, hub.settings.cluster_work_dir, True, log)
         out["setup"] = "local backend, fork server, real dask schedulers with 0 workers"
         return out
     finally:
@@ -459,8 +494,8 @@ async def run_kube(work_dir: Path, n: int, log: Callable[[str], None]) -> dict[s
         await asyncio.to_thread(stand_in.start)
         hub = _hub(work_dir / "kube-hub", n, kube_config(stand_in.kubeconfig))
         await asyncio.to_thread(hub.start, 180)
-        token = (await asyncio.to_thread(hub.make_user_tokens))[USER]
-        out = await scenario(hub, token, n, None, False, log)
+        tokens = await asyncio.to_thread(hub.make_user_tokens)
+        out = await scenario(hub, tokens, n, None, False, log)
         out["setup"] = (
             "Kubernetes backend against the stand-in API server, agent-only pods "
             "(no scheduler process; the stand-in's kubelet speaks the agent protocol)"
@@ -502,7 +537,27 @@ async def measure(
 
 TARGETS = [
     # (title, getter, unit, target, lower is better)
-    ("list_clusters p50", lambda r: r["list_clusters"]["p50_ms"], "ms", 3.0, True),
+    (
+        "list_clusters p50, one user holds all",
+        lambda r: r["list_clusters"]["p50_ms"],
+        "ms",
+        3.0,
+        True,
+    ),
+    (
+        "the same via the hub's proxy",
+        lambda r: r["list_clusters_hub_proxy"]["p50_ms"],
+        "ms",
+        None,
+        True,
+    ),
+    (
+        "list_clusters p50, a user with 1 of them",
+        lambda r: r["list_clusters_other_user"]["p50_ms"],
+        "ms",
+        3.0,
+        True,
+    ),
     ("idle service CPU", lambda r: r["idle_cpu_percent"], "% core", 2.0, True),
     ("service RSS per cluster", lambda r: r["rss_per_cluster_kib"], "KiB", 100.0, True),
     ("service USS per cluster", lambda r: r["uss_per_cluster_kib"], "KiB", None, True),
