@@ -53,6 +53,10 @@ from dask_gateway.client import ClusterStatus
 
 from hubgate.tooling.hubrunner import HubSettings, RunningHub, stop_process_group
 
+# The hub polls its service every second (as in the tests), so the restart measures the
+# service and not the hub's 30 s poll.
+from tests.fixtures.hub import SERVICE_POLLED_EVERY_SECOND
+
 USER = "alice"
 OTHER_USER = "bob"
 LIST_CALLS = 50
@@ -62,23 +66,6 @@ CREATE_CONCURRENCY = 50  # creates in flight at once
 STATUS_POLL = 0.1  # seconds between list_clusters while waiting for RUNNING
 TIMEOUT = 600.0  # no step should take this long, even on a loaded machine
 KUBE_NAMESPACE = "hubgate-scale"
-
-# JupyterHub starts a managed service again only when its poll sees it exited, every
-# 30 s by default; as in the tests (tests/fixtures/hub.py) the hub polls it every second,
-# so the restart measures the service and not the hub's poll interval.
-SERVICE_POLLED_EVERY_SECOND = """
-import jupyterhub.services.service as _service_module
-from traitlets import default as _default
-
-
-class _ServiceSpawnerPolledEverySecond(_service_module._ServiceSpawner):
-    @_default("poll_interval")
-    def _poll_every_second(self):
-        return 1
-
-
-_service_module._ServiceSpawner = _ServiceSpawnerPolledEverySecond
-"""
 
 
 def scale_config(clusters: int) -> str:
