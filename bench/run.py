@@ -250,7 +250,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 token,
                 lambda: service_pids(hub),
                 ("hubgate service",),
-                hub.settings.work_dir / "clusters",
+                hub.settings.cluster_work_dir,
             ),
             Side(
                 DASK_GATEWAY,
