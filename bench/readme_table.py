@@ -1,11 +1,13 @@
-"""Regenerate the README's benchmark table from a ``run.py`` result.
+"""Regenerate the README's benchmark tables from the runs' JSON.
 
-    .venv/bin/python bench/readme_table.py [bench/results/latest.json] [--readme README.md]
+    .venv/bin/python bench/readme_table.py [--run bench/results/latest.json]
+                                           [--scale bench/results/scale.json]
+                                           [--readme README.md]
 
-Replaces the lines between ``<!-- bench:run.py -->`` and ``<!-- /bench:run.py -->`` in
-the README with the markdown table of the result and a line that says when, where and
-with which versions it was measured, so the README never shows figures that no run
-produced.
+Replaces the lines between ``<!-- bench:run.py -->`` and ``<!-- /bench:run.py -->`` (and
+``<!-- bench:scale.py -->`` ... ``<!-- /bench:scale.py -->``) in the README with the
+markdown table of that result and a line that says when, where and with which versions
+it was measured, so the README never shows figures that no run produced.
 """
 
 from __future__ import annotations
@@ -19,9 +21,8 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+import scale  # noqa: E402
 from run import format_markdown  # noqa: E402
-
-BEGIN, END = "<!-- bench:run.py -->", "<!-- /bench:run.py -->"
 
 
 def provenance(result: dict[str, Any]) -> str:
@@ -36,23 +37,41 @@ def provenance(result: dict[str, Any]) -> str:
     )
 
 
-def replace_block(text: str, block: str) -> str:
-    start, end = text.find(BEGIN), text.find(END)
+def scale_block(result: dict[str, Any]) -> str:
+    rows = scale.table_rows(result)
+    lines = [
+        f"`{result['command']}`, {result['started']}. Raw figures: `bench/results/scale.json`."
+    ]
+    lines.append("")
+    lines.append("| " + " | ".join(rows[0]) + " |")
+    lines.append("| --- |" + " ---: |" * (len(rows[0]) - 1))
+    lines += ["| " + " | ".join(row) + " |" for row in rows[1:]]
+    return "\n".join(lines)
+
+
+def replace_block(text: str, name: str, block: str) -> str:
+    begin, end_mark = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
+    start, end = text.find(begin), text.find(end_mark)
     if start < 0 or end < start:
-        raise SystemExit(f"the README has no {BEGIN} ... {END} block to replace")
-    return text[: start + len(BEGIN)] + "\n" + block + "\n" + text[end:]
+        raise SystemExit(f"the README has no {begin} ... {end_mark} block to replace")
+    return text[: start + len(begin)] + "\n" + block + "\n" + text[end:]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("result", nargs="?", default=str(HERE / "results" / "latest.json"))
+    parser.add_argument("--run", default=str(HERE / "results" / "latest.json"))
+    parser.add_argument("--scale", default=str(HERE / "results" / "scale.json"))
     parser.add_argument("--readme", default=str(HERE.parent / "README.md"))
     args = parser.parse_args(argv)
-    result = json.loads(Path(args.result).read_text())
     readme = Path(args.readme)
-    block = provenance(result) + "\n\n" + format_markdown(result)
-    readme.write_text(replace_block(readme.read_text(), block))
-    print(f"{readme}: table replaced from {args.result}")
+    text = readme.read_text()
+    run_result = json.loads(Path(args.run).read_text())
+    text = replace_block(
+        text, "run.py", provenance(run_result) + "\n\n" + format_markdown(run_result)
+    )
+    text = replace_block(text, "scale.py", scale_block(json.loads(Path(args.scale).read_text())))
+    readme.write_text(text)
+    print(f"{readme}: tables replaced from {args.run} and {args.scale}")
     return 0
 
 

@@ -576,7 +576,8 @@ TARGETS = [
 ]
 
 
-def format_table(result: dict[str, Any]) -> str:
+def table_rows(result: dict[str, Any]) -> list[list[str]]:
+    """The header and one row per figure of ``TARGETS`` that some run has."""
     runs = [k for k in ("local", "kube_agent_only") if k in result]
     header = ["metric", *[f"{k} ({result[k]['clusters']})" for k in runs], "target"]
     rows = [header]
@@ -594,7 +595,12 @@ def format_table(result: dict[str, Any]) -> str:
             continue
         aim = "-" if target is None else f"{'<=' if lower else '>='} {target:g}"
         rows.append([f"{title} ({unit})", *cells, aim])
-    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    return rows
+
+
+def format_table(result: dict[str, Any]) -> str:
+    rows = table_rows(result)
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for n, row in enumerate(rows):
         lines.append(
