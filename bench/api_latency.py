@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 from dask_gateway import Gateway, JupyterHubAuth
 from dask_gateway.client import ClusterStatus
+from proxy_bench import percentile
 
 CLUSTER_COUNTS = (1, 10)
 CONCURRENCY = 16
@@ -43,13 +44,6 @@ class ApiAddress:
 class ApiSettings:
     calls: int = 300
     load_seconds: float = 3.0
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The ``q``-quantile (0..1) by the nearest-rank method on sorted samples."""
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * len(ordered) + 0.5) - 1))
-    return ordered[index]
 
 
 def _gateway(url: str, proxy_address: str, token: str) -> Gateway:

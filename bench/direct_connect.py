@@ -35,6 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from proxy_bench import percentile
+
 TASKS = 500
 SIZES_MIB = (1, 16, 64, 256)
 ROUNDS = 5
@@ -45,16 +47,11 @@ CLUSTER_OPTIONS = {"worker_memory": 4}
 PATHS = ("direct", "proxy")
 
 
-def _quantile(samples: list[float], q: float) -> float:
-    ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
-
-
 def _latency(samples: list[float]) -> dict[str, float]:
     return {
         "n": len(samples),
         "p50_ms": 1000 * statistics.median(samples),
-        "p99_ms": 1000 * _quantile(samples, 0.99),
+        "p99_ms": 1000 * percentile(samples, 0.99),
         "mean_ms": 1000 * statistics.fmean(samples),
     }
 

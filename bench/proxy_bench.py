@@ -23,6 +23,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import secrets
 import shutil
@@ -176,34 +177,10 @@ async def measure_client(
 
     async with Client(address, security=security, asynchronous=True) as client:
         await client.wait_for_workers(1)
-        for _ in range(20):  # warm the connections and the worker
-            await client.scheduler.ncores()
-            await client.submit(_inc, 0, pure=False)
-
-        ping_times = []
-        for _ in range(pings):
-            start = time.perf_counter()
-            await client.scheduler.ncores()
-            ping_times.append(time.perf_counter() - start)
-
-        task_times = []
-        for i in range(tasks):
-            start = time.perf_counter()
-            await client.submit(_inc, i, pure=False)
-            task_times.append(time.perf_counter() - start)
-
-        payload = os.urandom(payload_mib * 2**20)
-        scatter_rates, gather_rates = [], []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            [future] = await client.scatter([payload], direct=False, hash=False)
-            scatter_rates.append(payload_mib / (time.perf_counter() - start))
-            start = time.perf_counter()
-            data = await client.gather(future, direct=False)
-            gather_rates.append(payload_mib / (time.perf_counter() - start))
-            assert len(data) == len(payload)
-            await client.cancel(future)
-            del future, data
+        await ping_round_trips(client, 20)  # warm the connections
+        ping_times = await ping_round_trips(client, pings)
+        task_times = await task_round_trips(client, tasks)
+        scatter_rates, gather_rates = await transfer_rates(client, payload_mib, repeats)
 
     return {
         "ping": _summary(ping_times),
@@ -216,7 +193,7 @@ async def measure_client(
 def percentile(samples: list[float], q: float) -> float:
     """The ``q`` quantile (0..1) of ``samples``, nearest rank."""
     ordered = sorted(samples)
-    return ordered[min(len(ordered) - 1, max(0, round(q * len(ordered)) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
 async def task_round_trips(client: Any, tasks: int, warmup: int = 20) -> list[float]:
