@@ -85,9 +85,11 @@ class ClustersHandler(BaseHandler):
     def get(self) -> None:
         statuses = parse_statuses(self.get_argument("status", None))
         clusters = self.service.manager.visible_clusters(self.user, statuses)
+        with_credentials = self.service.list_credentials
         # one JSON object made of the clusters' cached texts
         entries = (
-            f"{json.dumps(c.name)}: {v1_json_text(c, credentials=self.owns(c))}" for c in clusters
+            f"{json.dumps(c.name)}: {v1_json_text(c, credentials=with_credentials and self.owns(c))}"
+            for c in clusters
         )
         self.write_json_text("{" + ", ".join(entries) + "}")
 

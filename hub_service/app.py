@@ -145,6 +145,19 @@ class HubgateService(Application):
         the proxy (the official dask-gateway client always does).""",
     )
 
+    list_credentials = Bool(
+        False,
+        config=True,
+        help="""Include each running cluster's client certificate and key (tls_cert,
+        tls_key) for its owner in the answer to list_clusters (GET /api/v1/clusters/),
+        as dask-gateway does. False (the default): only the answer for one cluster
+        (GET /api/v1/clusters/<name>, which connect() and get_cluster() read) carries
+        them, so a list stays small and a private key leaves the service only when a
+        client connects. dask-gateway's client leaves ClusterReport.tls_cert and tls_key
+        None then, as its documentation describes for a report that is not full; turn
+        this on only for a tool that reads them from list_clusters().""",
+    )
+
     direct_connect_host = Unicode(
         "{host}",
         config=True,

@@ -153,8 +153,10 @@ class Cluster:
     changed: asyncio.Event = field(default_factory=asyncio.Event, repr=False)
     # workers forgotten since the last save, whose rows the next save deletes
     forgotten_workers: set[str] = field(default_factory=set, repr=False)
-    # (what it shows, its v1 JSON text): see v1_json_text
-    v1_text: tuple[tuple[Any, ...], str] | None = field(default=None, repr=False, compare=False)
+    # with and without credentials: (what it shows, its v1 JSON text); see v1_json_text
+    v1_text: dict[bool, tuple[tuple[Any, ...], str]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     def add_event(self, message: str) -> None:
         self.events.append((time.time(), message))
@@ -203,8 +205,8 @@ def to_v1_json(cluster: Cluster, *, credentials: bool = True) -> dict[str, Any]:
     The display name rides in ``options`` under ``DISPLAY_NAME_OPTION``, a key no
     option set may define.
 
-    ``credentials=False`` (anyone but the owner, admins included) leaves out the client
-    certificate and key: they are the power to run code as the owner."""
+    ``credentials=False`` (lists, and anyone but the owner, admins included) leaves out
+    the client certificate and key: they are the power to run code as the owner."""
     running = cluster.status is ClusterStatus.RUNNING and credentials
     return {
         "name": cluster.name,
@@ -220,21 +222,21 @@ def to_v1_json(cluster: Cluster, *, credentials: bool = True) -> dict[str, Any]:
 
 def v1_json_text(cluster: Cluster, *, credentials: bool = True) -> str:
     """:func:`to_v1_json` as JSON text, made again only when something it shows has
-    changed: ``list_clusters`` is the call clients repeat most, and the certificate
-    and key make up most of each cluster's text. Options, credentials and the id are
-    fixed at creation; the key holds everything else ``to_v1_json`` reads."""
+    changed: ``list_clusters`` is the call clients repeat most. Kept with and without
+    credentials, so that a list and a connect in turn do not make each other's text
+    again. Options, credentials and the id are fixed at creation; the key holds
+    everything else ``to_v1_json`` reads."""
     key = (
-        credentials,
         cluster.status,
         cluster.stopped,
         cluster.dashboard_address,
         cluster.display_name,
     )
-    cached = cluster.v1_text
+    cached = cluster.v1_text.get(credentials)
     if cached is not None and cached[0] == key:
         return cached[1]
     text = json.dumps(to_v1_json(cluster, credentials=credentials))
-    cluster.v1_text = (key, text)
+    cluster.v1_text[credentials] = (key, text)
     return text
 
 
