@@ -57,3 +57,13 @@ def test_unchanged_cluster_reuses_its_text() -> None:
     cluster = pending()
     cluster.status = ClusterStatus.RUNNING
     assert v1_json_text(cluster) is v1_json_text(cluster)
+
+
+def test_texts_with_and_without_credentials_are_kept_apart() -> None:
+    cluster = pending()
+    cluster.status = ClusterStatus.RUNNING
+    listed, connected = v1_json_text(cluster, credentials=False), v1_json_text(cluster)
+    # a list and a connect in turn reuse their own texts
+    assert v1_json_text(cluster, credentials=False) is listed
+    assert v1_json_text(cluster) is connected
+    assert "PRIVATE KEY" in connected and "PRIVATE KEY" not in listed
