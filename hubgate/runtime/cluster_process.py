@@ -337,10 +337,12 @@ async def _run_scheduler(config: ProcessConfig, stop: asyncio.Event) -> str:
     from distributed import Scheduler
     from distributed.security import Security
 
+    from .deferred_dashboard import defer_dashboard
     from .scheduler_agent import SchedulerAgent
 
     dask.config.set(scheduler_dask_config())
     skip_bokeh_route_listing()
+    defer_dashboard()
 
     security = Security(
         require_encryption=True,
