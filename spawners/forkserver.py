@@ -63,7 +63,13 @@ __all__ = [
 ]
 
 #: Modules imported before the first fork; optional ones may be missing.
-PRELOAD = ("distributed", "hubgate.runtime.cluster_process", "hubgate.runtime.scheduler_agent")
+PRELOAD = (
+    "distributed",
+    "hubgate.runtime.cluster_process",
+    "hubgate.runtime.dashboard_guard",
+    "hubgate.runtime.deferred_dashboard",
+    "hubgate.runtime.scheduler_agent",
+)
 OPTIONAL_PRELOAD = (
     "distributed.dashboard.scheduler",  # bokeh: half a second of every scheduler start
     "distributed.http.scheduler.prometheus",
@@ -71,6 +77,7 @@ OPTIONAL_PRELOAD = (
     "distributed.http.scheduler.json",
     "distributed.http.health",
     "distributed.http.proxy",
+    "tornado.platform.asyncio",  # the scheduler's event loop; imported at its start otherwise
     "distributed.http.statics",
     "numpy",
     "dask.array",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import os
 import signal
 import sys
@@ -391,6 +392,39 @@ async def test_fork_server_starts_no_threads(work_dir):
     finally:
         await client.close()
     assert not client.alive
+
+
+# The modules a child of the fork server starts with.
+FORK_SERVER_MODULES = (
+    "import json, sys\n"
+    "from hubgate.spawners.forkserver import preload\n"
+    "preload()\n"
+    "print(json.dumps(sorted(sys.modules)))\n"
+)
+
+
+@pytest.mark.slow
+async def test_forked_scheduler_imports_nothing_the_fork_server_did_not(
+    make_backend, cluster: Cluster, agent_endpoint: AgentEndpoint, tmp_path
+):
+    """Whatever a scheduler imports as it starts, every forked scheduler pays for again
+    (a module's import is ~1 ms of CPU, 200 schedulers at once are CPU-bound): the fork
+    server imports it once, before it forks."""
+    from distributed import Client
+
+    tracker = await make_backend(fork=True)
+    scheduler, hello = await _start_scheduler(tracker, cluster, agent_endpoint)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", FORK_SERVER_MODULES, stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await proc.communicate()
+    preloaded = set(json.loads(out))
+    async with Client(
+        hello["scheduler_address"], security=cluster.client_security(tmp_path), asynchronous=True
+    ) as client:
+        loaded = await client.run_on_scheduler(lambda: sorted(__import__("sys").modules))
+    assert sorted(set(loaded) - preloaded) == []
+    await tracker.backend.stop(scheduler)
 
 
 @pytest.mark.slow
