@@ -109,6 +109,12 @@ class ClusterManager:
         self.routes = routes
         self.settings = settings
         self.clusters: dict[str, Cluster] = {}
+        # The same clusters by owner: what a user's limits and names are checked
+        # against, without looking at every other user's clusters.
+        self._of_user: dict[str, dict[str, Cluster]] = {}
+        # "host:port" -> the clusters that were given it as their scheduler or
+        # dashboard route: a superset of who holds it now (_check_routes_free checks).
+        self._route_holders: dict[str, set[str]] = {}
         self.agents: dict[str, AgentConnection] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._dirty: set[str] = set()
@@ -128,7 +134,7 @@ class ClusterManager:
     async def start(self) -> None:
         """Load clusters from the database and take over the ones still running."""
         for cluster in await self.store.load_all():
-            self.clusters[cluster.name] = cluster
+            self._add(cluster)
             # Workers piled up by an older release (it kept every one) go now.
             cluster.forget_finished_workers(self.settings.finished_workers_kept)
             if cluster.forgotten_workers:
@@ -138,6 +144,7 @@ class ClusterManager:
                 continue
             if cluster.status.final:
                 continue
+            self._claim_routes(cluster)
             if cluster.scheduler_address and cluster.status is ClusterStatus.RUNNING:
                 self.routes.set_route(cluster.name, _host_port(cluster.scheduler_address))
             if cluster.status is ClusterStatus.STOPPING:
@@ -175,6 +182,20 @@ class ClusterManager:
         if not task.cancelled() and task.exception() is not None:
             log.error("Background task failed", exc_info=task.exception())
 
+    def _add(self, cluster: Cluster) -> None:
+        self.clusters[cluster.name] = cluster
+        self._of_user.setdefault(cluster.username, {})[cluster.name] = cluster
+
+    def _forget(self, name: str) -> None:
+        cluster = self.clusters.pop(name)
+        mine = self._of_user.get(cluster.username, {})
+        mine.pop(name, None)
+        if not mine:
+            self._of_user.pop(cluster.username, None)
+
+    def _clusters_of(self, username: str) -> list[Cluster]:
+        return list(self._of_user.get(username, {}).values())
+
     def _persist(self, cluster: Cluster) -> None:
         """Wake up the cluster's watchers and save what changed. Forgets finished
         workers beyond the ones kept: never call it while iterating cluster.workers."""
@@ -192,14 +213,8 @@ class ClusterManager:
                 f"Only admins may list all users' clusters; {user.name} is not an admin"
             )
         wanted = statuses or {ClusterStatus.PENDING, ClusterStatus.RUNNING}
-        return sorted(
-            (
-                c
-                for c in self.clusters.values()
-                if c.status in wanted and (all_users or c.username == user.name)
-            ),
-            key=lambda c: c.created,
-        )
+        candidates = self.clusters.values() if all_users else self._clusters_of(user.name)
+        return sorted((c for c in candidates if c.status in wanted), key=lambda c: c.created)
 
     def get_cluster(self, user: User, name: str, action: str = "view") -> Cluster:
         cluster = self.clusters.get(name)
@@ -251,7 +266,7 @@ class ClusterManager:
         )
         made_in = "" if user.server is None else f" from {describe_server(user.name, user.server)}"
         cluster.add_event(f"created by {user.name}{made_in}")
-        self.clusters[name] = cluster
+        self._add(cluster)
         self._persist(cluster)
         self._spawn(self._start_scheduler(cluster))
         return cluster
@@ -259,11 +274,7 @@ class ClusterManager:
     def _display_name_for(self, user: User, requested: str | None) -> str:
         """``requested`` if none of the user's unfinished clusters has that name, else
         a ``Conflict``; a fresh default name when None. Other users' names never count."""
-        mine = {
-            c.display_name: c
-            for c in self.clusters.values()
-            if c.username == user.name and not c.status.final
-        }
+        mine = {c.display_name: c for c in self._clusters_of(user.name) if not c.status.final}
         if requested is None:
             return pick_display_name(mine)
         clash = mine.get(requested)
@@ -278,8 +289,9 @@ class ClusterManager:
         return self.settings.limits_for(user).capped(self.settings.max_clusters_per_user)
 
     def _check_user_limits(self, user: User, config: ClusterConfig) -> None:
-        mine = [c for c in self.clusters.values() if c.username == user.name]
-        problem = check_new_cluster(self._limits(user), usage_of(mine), config)
+        problem = check_new_cluster(
+            self._limits(user), usage_of(self._clusters_of(user.name)), config
+        )
         if problem:
             raise LimitExceeded(problem)
 
@@ -356,15 +368,15 @@ class ClusterManager:
     def _configured_ceiling(self, cluster: Cluster) -> Ceiling | None:
         """The most live workers the cluster may have now under the configured limits:
         its own, and its owner's across all their clusters (what the other clusters,
-        this one's scheduler and its retiring workers hold counts against them)."""
-        others = [
-            c for c in self.clusters.values() if c.username == cluster.username and c is not cluster
-        ]
-        held = usage_of(others + [_without_live_workers(cluster)])
+        this one's scheduler and its retiring workers hold counts against them). The
+        owner's usage is added up only when a limit on cores or memory needs it."""
         owner_limits = self._limits(self._owner(cluster))
-        return tightest(
-            cluster_ceiling(cluster.config), user_ceiling(owner_limits, held, cluster.config)
-        )
+        across = None
+        if owner_limits.max_cores is not None or owner_limits.max_memory is not None:
+            others = [c for c in self._clusters_of(cluster.username) if c is not cluster]
+            held = usage_of(others + [_without_live_workers(cluster)])
+            across = user_ceiling(owner_limits, held, cluster.config)
+        return tightest(cluster_ceiling(cluster.config), across)
 
     def _worker_ceiling(self, cluster: Cluster) -> Ceiling:
         """The configured ceiling, under the service's hard maximum per cluster."""
@@ -495,6 +507,7 @@ class ClusterManager:
 
     async def _finish_stop(self, cluster: Cluster, failed: bool = False) -> None:
         self.routes.remove_route(cluster.name)
+        self._release_routes(cluster)
         for what in ("adaptive", "requested"):
             self._held_at.pop((cluster.name, what), None)
         conn = self.agents.pop(cluster.name, None)
@@ -590,8 +603,10 @@ class ClusterManager:
                 claimed,
                 host,
             )
+        self._release_routes(cluster)  # an earlier hello's, if they differ
         cluster.scheduler_address = f"tls://{scheduler}"
         cluster.dashboard_address = f"http://{dashboard}" if dashboard else ""
+        self._claim_routes(cluster)
         versions = msg.get("versions")
         cluster.versions = versions if isinstance(versions, dict) else {}
         self.routes.set_route(cluster.name, scheduler)
@@ -636,21 +651,40 @@ class ClusterManager:
 
     def _check_routes_free(self, cluster: Cluster, scheduler: str, dashboard: str) -> None:
         """Another cluster's scheduler or dashboard is never a route of this one (on a
-        shared host, a hostile scheduler could report its neighbour's ports)."""
-        mine = {scheduler, dashboard} - {""}
-        for other in self.clusters.values():
-            if other is cluster or not other.status.active:
-                continue
-            theirs = {
-                _host_port(other.scheduler_address) if other.scheduler_address else "",
-                _host_port(other.dashboard_address) if other.dashboard_address else "",
-            }
-            taken = mine & theirs
-            if taken:
-                raise RefusedAddress(
-                    f"{', '.join(sorted(taken))} belongs to another cluster "
-                    "(the scheduler reported ports it does not listen on)"
-                )
+        shared host, a hostile scheduler could report its neighbour's ports). One
+        lookup per address in the routes given out, each holder checked against what
+        it holds now, however many clusters run."""
+        taken = sorted(
+            address
+            for address in {scheduler, dashboard} - {""}
+            if any(
+                name != cluster.name and self._holds_route(name, address)
+                for name in self._route_holders.get(address, ())
+            )
+        )
+        if taken:
+            raise RefusedAddress(
+                f"{', '.join(taken)} belongs to another cluster "
+                "(the scheduler reported ports it does not listen on)"
+            )
+
+    def _holds_route(self, name: str, address: str) -> bool:
+        other = self.clusters.get(name)
+        return other is not None and other.status.active and address in _routes_of(other)
+
+    def _claim_routes(self, cluster: Cluster) -> None:
+        """Index the cluster's routes. Every address a cluster is given comes through
+        here (its hello, or the database at start), so the index never misses one."""
+        for address in _routes_of(cluster):
+            self._route_holders.setdefault(address, set()).add(cluster.name)
+
+    def _release_routes(self, cluster: Cluster) -> None:
+        for address in _routes_of(cluster):
+            holders = self._route_holders.get(address)
+            if holders is not None:
+                holders.discard(cluster.name)
+                if not holders:
+                    del self._route_holders[address]
 
     @staticmethod
     def _mark_running(worker: Worker, info: dict[str, Any]) -> None:
@@ -753,8 +787,8 @@ class ClusterManager:
     def _allowed_workers(self, cluster: Cluster) -> int:
         """The request, held under the limits as they stand now: here is where worker
         counts are applied, whether they came from scale(), adapt() or the scheduler.
-        Not called for a request of 0 (nothing to hold): the ceiling looks at every
-        cluster, and a restart reconciles them all."""
+        Not called for a request of 0 (nothing to hold): under a cores or memory limit
+        the ceiling adds up the owner's every cluster, and a restart reconciles them all."""
         ceiling = self._worker_ceiling(cluster)
         self._note_held(cluster, "requested", cluster.requested_workers, ceiling)
         return min(cluster.requested_workers, ceiling.workers)
@@ -891,7 +925,7 @@ class ClusterManager:
         for name in [
             n for n, c in self.clusters.items() if c.stopped is not None and c.stopped < cutoff
         ]:
-            del self.clusters[name]
+            self._forget(name)
 
     async def _poll_once(self) -> None:
         targets: list[tuple[Cluster, Worker | None]] = []
@@ -1013,6 +1047,15 @@ class ClusterManager:
 
 def _host_port(address: str) -> str:
     return address.split("://", 1)[-1]
+
+
+def _routes_of(cluster: Cluster) -> set[str]:
+    """The "host:port" of the cluster's scheduler and dashboard as it holds them now."""
+    return {
+        _host_port(address)
+        for address in (cluster.scheduler_address, cluster.dashboard_address)
+        if address
+    }
 
 
 def _without_live_workers(cluster: Cluster) -> Cluster:

@@ -10,19 +10,23 @@ import pytest
 from cryptography.fernet import Fernet
 
 from hubgate.hub_service import manager as manager_module
+from hubgate.hub_service.limits import UserLimits
 from hubgate.hub_service.model import ClusterStatus
 from hubgate.hub_service.secrets import SecretBox
 from tests.fixtures.standin import standin_service
 
 BOX = SecretBox([Fernet.generate_key()])
 CLUSTERS = 30
+# A limit across the owner's clusters, so a cluster with workers has to be weighed
+# against the others (without one, nothing is: tests/unit/test_manager_indexes.py).
+SETTINGS = {"max_clusters_per_user": CLUSTERS, "limits_for": lambda user: UserLimits(max_cores=100)}
 
 
 async def test_restart_takes_over_idle_clusters_without_limit_checks(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     db_url = f"sqlite:///{tmp_path / 'hubgate.sqlite'}"
-    async with standin_service(db_url, BOX, max_clusters_per_user=CLUSTERS) as service:
+    async with standin_service(db_url, BOX, **SETTINGS) as service:
         names = [(await service.running_cluster()).name for _ in range(CLUSTERS)]
         busy = service.manager.clusters[names[0]]
         await service.scale(busy, 1)
@@ -35,7 +39,7 @@ async def test_restart_takes_over_idle_clusters_without_limit_checks(
         return real_usage_of(clusters)
 
     monkeypatch.setattr(manager_module, "usage_of", counted_usage_of)
-    async with standin_service(db_url, BOX, max_clusters_per_user=CLUSTERS) as service:
+    async with standin_service(db_url, BOX, **SETTINGS) as service:
         await service.settled()
         clusters = service.manager.clusters
         assert all(clusters[n].status is ClusterStatus.RUNNING for n in names)
