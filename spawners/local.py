@@ -553,6 +553,13 @@ class LocalBackend(Backend):
         env.update(HOME=account.home or cluster_dir, USER=account.name, LOGNAME=account.name)
         env["HUBGATE_CREDENTIALS_DIR"] = workdir
         env["HUBGATE_EXIT_FILE"] = exit_file
+        if spec.role == "scheduler":
+            # distributed's scratch space, unless the user's environment names one: the
+            # scheduler's own folder (removed when it stops), not the account's
+            # <tmp>/dask-scratch-space, where every scheduler starting lists and tries
+            # to lock the folder of every other one running (200 clusters of one user:
+            # ~5 ms of each start). Workers keep theirs: they spill there.
+            env.setdefault("DASK_TEMPORARY_DIRECTORY", workdir)
         return env
 
     def _fork_role(self, spec: ProcessSpec, argv: list[str]) -> str | None:

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -135,6 +136,42 @@ async def test_idle_scheduler_ticks_once_a_second_unless_configured(
     spec_env = {"DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "50ms"}
     tick = await _scheduler_tick_ms(tracker, chosen, agent_endpoint, tmp_path, env=spec_env)
     assert tick == 50
+
+
+async def _scheduler_scratch(tracker, cluster: Cluster, endpoint: AgentEndpoint, tmp_path, **kw):
+    from distributed import Client
+
+    state = await tracker.start(cluster.scheduler_spec(**kw))
+    hello = await endpoint.wait_message(cluster.name, "hello")
+    async with Client(
+        hello["scheduler_address"], security=cluster.client_security(tmp_path), asynchronous=True
+    ) as client:
+        scratch = await client.run_on_scheduler(
+            lambda dask_scheduler: dask_scheduler.local_directory
+        )
+    await tracker.backend.stop(state)
+    return state, scratch
+
+
+@pytest.mark.slow
+async def test_scheduler_scratch_space_is_its_own_folder_unless_configured(
+    make_backend, agent_endpoint: AgentEndpoint, launch_mode, tmp_path
+):
+    """distributed's scratch space is shared by all of an account's schedulers by
+    default (<tmp>/dask-scratch-space), and each one starting lists and tries to lock
+    every other's folder there: a scheduler's is in its own folder instead. The
+    cluster's environment may still name another."""
+    tracker = await make_backend(fork=launch_mode == "fork")
+    default = Cluster("t" + os.urandom(4).hex(), agent_endpoint)
+    state, scratch = await _scheduler_scratch(tracker, default, agent_endpoint, tmp_path)
+    assert scratch.startswith(state["workdir"] + os.sep)
+    chosen = Cluster("t" + os.urandom(4).hex(), agent_endpoint)
+    # where the scheduler's uid can write (tmp_path's parents are the test's own)
+    with tempfile.TemporaryDirectory(prefix="hubgate-scratch-") as mine:
+        os.chmod(mine, 0o777)
+        env = {"DASK_TEMPORARY_DIRECTORY": mine}
+        _, scratch = await _scheduler_scratch(tracker, chosen, agent_endpoint, tmp_path, env=env)
+        assert scratch.startswith(mine + os.sep)
 
 
 @pytest.mark.slow
