@@ -89,6 +89,24 @@ def wire_metrics(sizes_mib: tuple[int, ...] = (1, 4, 16, 64, 256)) -> list[Metri
                     own_target=True,
                 ),
             ]
+    rows += [
+        *(
+            Metric(
+                f"{what}_vs_direct",
+                f"{what}, all sizes, proxy / direct (MiB over seconds)",
+                "x",
+                False,
+                0.9,
+                own_target=True,
+            )
+            for what in ("scatter", "gather")
+        ),
+        Metric("cpu_busy_direct", "cores busy during direct transfers (share)", "x", True, None),
+        Metric("cpu_busy_proxied", "cores busy during proxied transfers (share)", "x", True, None),
+        Metric("cpu_ms_per_mib_direct", "machine's CPU per MiB, direct TLS", "ms", True, None),
+        Metric("cpu_ms_per_mib_proxied", "machine's CPU per MiB, via proxy", "ms", True, None),
+        Metric("proxy_cpu_ms_per_mib", "proxy process's CPU per MiB relayed", "ms", True, None),
+    ]
     return rows
 
 
@@ -251,6 +269,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 lambda: service_pids(hub),
                 ("hubgate service",),
                 hub.settings.cluster_work_dir,
+                "hubgate service",  # its relay threads
             ),
             Side(
                 DASK_GATEWAY,
@@ -260,6 +279,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 gateway.service_pids,
                 ("dask-gateway-server", "dask-gateway-proxy"),
                 gateway.settings.clusters_directory,
+                "dask-gateway-proxy",
             ),
         ]
         proxy = ProxySettings(pings=args.pings, tasks=args.tasks, repeats=args.transfers)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import proxy_bench
+import psutil
 from dask_gateway import Gateway, GatewayCluster, JupyterHubAuth
 from dask_gateway.client import ClusterStatus
 
@@ -40,6 +41,7 @@ class Side:
     pids: Callable[[], dict[str, int]]  # the gateway's own processes, for memory
     service_labels: tuple[str, ...]  # which of them count as "the service"
     clusters_dir: Path  # the cluster processes run in folders under it
+    proxy_label: str  # which of ``pids()`` relays scheduler connections
 
     def gateway(self) -> Gateway:
         return Gateway(
@@ -219,7 +221,17 @@ async def wire_round(side: Side, samples: Samples, proxy: ProxySettings) -> None
     them, and per payload N MiB ``scatter_<N>mib_mib_s``/``gather_<N>mib_mib_s`` and
     ``direct_scatter_...``/``direct_gather_...`` (every round's rate, ``proxy.repeats``
     rounds, the paths taking turns per size), and ``scatter_<N>mib_vs_direct``: the
-    median rate through the proxy over the median direct one, in this round."""
+    median rate through the proxy over the median direct one, in this round;
+    ``scatter_vs_direct``/``gather_vs_direct``: the same over all sizes at once (all
+    MiB over all seconds per path), where one slow sample weighs what its bytes weigh.
+
+    And what the transfers cost in CPU, over all sizes (:class:`CpuUse`):
+    ``cpu_busy_direct``/``cpu_busy_proxied``, the share of the machine's cores busy
+    while each path moved its bytes, ``cpu_ms_per_mib_direct``/``_proxied``, the
+    machine's CPU time (every process and the kernel) per MiB moved, and
+    ``proxy_cpu_ms_per_mib``, the proxy process's own CPU time per MiB it relayed. A proxy can keep ``proxy / direct`` near 1 only if
+    the direct path leaves a core's share idle for it."""
+    cpu = CpuUse(side.pids()[side.proxy_label])
     async with side.gateway() as gateway:
         cluster = await _deadline(gateway.new_cluster(shutdown_on_close=False), "new_cluster")
         try:
@@ -233,8 +245,26 @@ async def wire_round(side: Side, samples: Samples, proxy: ProxySettings) -> None
                 own_address = proxied.scheduler_info()["address"]
                 direct = await _deadline(_client(own_address, cluster.security), "direct TLS")
                 await _deadline(_latency(proxied, direct, samples, proxy), "round trips")
+                moved: dict[str, list[float]] = {}  # path and what: [MiB, seconds]
                 for mib in proxy.sizes_mib:
-                    await _deadline(_transfers(proxied, direct, mib, samples, proxy), "transfers")
+                    rates = await _deadline(
+                        _transfers(proxied, direct, mib, samples, proxy, cpu), "transfers"
+                    )
+                    for name, values in rates.items():
+                        total = moved.setdefault(name, [0.0, 0.0])
+                        total[0] += mib * len(values)
+                        total[1] += sum(mib / v for v in values)
+                for what in ("scatter", "gather"):
+                    (mib, seconds), (direct_mib, direct_seconds) = (
+                        moved[what],
+                        moved[f"direct_{what}"],
+                    )
+                    _add(
+                        samples,
+                        f"{what}_vs_direct",
+                        (mib / seconds) / (direct_mib / direct_seconds),
+                    )
+                cpu.add_to(samples)
             finally:
                 for client in (direct, proxied):
                     if client is not None:
@@ -252,13 +282,56 @@ async def _latency(proxied: Any, direct: Any, samples: Samples, proxy: ProxySett
             _add(samples, f"{prefix}{what}_p99_ms", 1000 * proxy_bench.percentile(times, 0.99))
 
 
+class CpuUse:
+    """CPU time of the whole machine and of the proxy process, added up over the
+    transfers of each path."""
+
+    def __init__(self, proxy_pid: int) -> None:
+        self.proxy = psutil.Process(proxy_pid)
+        self.busy = {"direct_": 0.0, "": 0.0}  # CPU seconds, all cores
+        self.elapsed = {"direct_": 0.0, "": 0.0}
+        self.proxy_seconds = 0.0
+        self.mib = {"direct_": 0.0, "": 0.0}
+
+    @staticmethod
+    def _machine_busy() -> float:
+        times = psutil.cpu_times()
+        return sum(times) - times.idle - getattr(times, "iowait", 0.0)
+
+    def _proxy_cpu(self) -> float:
+        times = self.proxy.cpu_times()
+        return times.user + times.system
+
+    async def measure(self, prefix: str, mib: int, transfer: Any) -> Any:
+        """Run ``transfer`` (a scatter and a gather of ``mib`` MiB on path ``prefix``)."""
+        busy, proxy, start = self._machine_busy(), self._proxy_cpu(), time.perf_counter()
+        result = await transfer
+        self.elapsed[prefix] += time.perf_counter() - start
+        self.busy[prefix] += self._machine_busy() - busy
+        self.mib[prefix] += 2 * mib  # there and back
+        if not prefix:
+            self.proxy_seconds += self._proxy_cpu() - proxy
+        return result
+
+    def add_to(self, samples: Samples) -> None:
+        cores = psutil.cpu_count() or 1
+        for prefix, path in (("direct_", "direct"), ("", "proxied")):
+            _add(samples, f"cpu_busy_{path}", self.busy[prefix] / (self.elapsed[prefix] * cores))
+            _add(samples, f"cpu_ms_per_mib_{path}", 1000 * self.busy[prefix] / self.mib[prefix])
+        _add(samples, "proxy_cpu_ms_per_mib", 1000 * self.proxy_seconds / self.mib[""])
+
+
 async def _transfers(
-    proxied: Any, direct: Any, mib: int, samples: Samples, proxy: ProxySettings
-) -> None:
+    proxied: Any, direct: Any, mib: int, samples: Samples, proxy: ProxySettings, cpu: CpuUse
+) -> dict[str, list[float]]:
+    """Scatter and gather ``mib`` MiB ``proxy.repeats`` times per path; the rates (MiB/s)
+    by path and what ("scatter", "direct_scatter", ...)."""
     rates: dict[str, list[float]] = {}
     for _ in range(proxy.repeats):  # one of each path at a time: load hits both alike
         for prefix, client in (("", proxied), ("direct_", direct)):
-            scatters, gathers = await proxy_bench.transfer_rates(client, mib, 1)
+            scatters, gathers = await cpu.measure(
+                prefix, mib, proxy_bench.transfer_rates(client, mib, 1)
+            )
             rates.setdefault(f"{prefix}scatter", []).extend(scatters)
             rates.setdefault(f"{prefix}gather", []).extend(gathers)
     for name, values in rates.items():
@@ -267,6 +340,7 @@ async def _transfers(
     for what in ("scatter", "gather"):
         ratio = statistics.median(rates[what]) / statistics.median(rates[f"direct_{what}"])
         _add(samples, f"{what}_{mib}mib_vs_direct", ratio)
+    return rates
 
 
 async def one_round(side: Side, samples: Samples, proxy: ProxySettings) -> None:
