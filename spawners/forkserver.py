@@ -92,6 +92,9 @@ MAX_REQUEST = 1 << 20
 # more), so the client keeps fewer than this many in flight.
 LISTEN_BACKLOG = 128
 MAX_IN_FLIGHT = 32
+# Seconds from asking to the answer, the wait for a turn included, before the caller
+# gives up on the server (and execs the process instead).
+ANSWER_TIMEOUT = 30.0
 MAX_ENV_FILE = 4 << 20
 ROLES = ("scheduler", "worker")
 _PR_SET_DUMPABLE = 4  # linux/prctl.h
@@ -476,8 +479,13 @@ class ForkServerClient:
             raise ForkServerError(f"the fork server did not start; see {self.log_path}")
 
     async def request(self, message: dict[str, Any]) -> dict[str, Any]:
-        async with self._in_flight:
-            return await self._request(message)
+        try:
+            async with asyncio.timeout(ANSWER_TIMEOUT), self._in_flight:
+                return await self._request(message)
+        except TimeoutError:
+            raise ForkServerError(
+                f"the fork server did not answer within {ANSWER_TIMEOUT:g} s"
+            ) from None
 
     async def _request(self, message: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -487,8 +495,8 @@ class ForkServerClient:
         try:
             writer.write(json.dumps(message).encode() + b"\n")
             await writer.drain()
-            line = await asyncio.wait_for(reader.readline(), 30)
-        except (OSError, TimeoutError) as exc:
+            line = await reader.readline()
+        except OSError as exc:
             raise ForkServerError(f"the fork server did not answer: {exc}") from exc
         finally:
             writer.close()

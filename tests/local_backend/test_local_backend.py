@@ -451,6 +451,30 @@ async def test_fork_server_answers_hundreds_of_requests_at_once(work_dir):
         await client.close()
 
 
+async def test_requests_to_a_stuck_fork_server_end_in_errors(work_dir, monkeypatch):
+    """A fork server that stops answering fails every request (the backend then execs
+    the process), those waiting for their turn included: none waits forever."""
+    from hubgate.spawners import forkserver
+
+    monkeypatch.setattr(forkserver, "ANSWER_TIMEOUT", 0.5)
+    client = forkserver.ForkServerClient(sys.executable, os.path.join(work_dir, "fs.log"))
+    await client.start()
+    pid = (await client.request({"op": "ping"}))["pid"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        many = forkserver.MAX_IN_FLIGHT + 8
+        replies = await asyncio.wait_for(
+            asyncio.gather(
+                *(client.request({"op": "ping"}) for _ in range(many)), return_exceptions=True
+            ),
+            60,  # a hang, not a timing: each request gives up after 0.5 s of waiting
+        )
+        assert all(isinstance(r, forkserver.ForkServerError) for r in replies), replies
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        await client.close()
+
+
 # The modules a child of the fork server starts with.
 FORK_SERVER_MODULES = (
     "import json, sys\n"
