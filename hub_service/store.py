@@ -43,7 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import IntegrityError
 
 from .cluster_config import ClusterConfig
@@ -150,6 +150,12 @@ async def _until_done(job: Future[None]) -> None:
     await asyncio.shield(asyncio.wrap_future(job))
 
 
+def needs_pre_ping(url: str) -> bool:
+    """Whether a pooled connection is tested before each use: a database server may have
+    dropped it; an SQLite file's cannot drop (testing it was a query per write)."""
+    return make_url(url).get_backend_name() != "sqlite"
+
+
 class ClusterStore:
     """Reads and writes clusters; every public method is a coroutine run in the
     store's own thread."""
@@ -182,7 +188,7 @@ class ClusterStore:
         await self._run(self._open)
 
     def _open(self) -> None:
-        engine = create_engine(self.url, future=True, pool_pre_ping=True)
+        engine = create_engine(self.url, future=True, pool_pre_ping=needs_pre_ping(self.url))
         if engine.dialect.name == "sqlite":
             event.listen(engine, "connect", _sqlite_pragmas)
         upgrade = self.upgrade_db

@@ -250,3 +250,24 @@ async def test_workers_piled_up_by_an_older_release_are_forgotten_at_start(
         assert kept == {f"old-{n}" for n in range(96, 101)}  # the most recent ones
         assert len(again.running_workers()) == 2
         assert set(rows_of(service.store.engine, again)) == set(again.workers)
+
+
+async def test_writes_ping_a_database_server_but_not_an_sqlite_file(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pooled connection to a database server is tested before each use (the server
+    may have dropped it); an SQLite file's cannot drop, and testing it was one more
+    query for every write (several per cluster start)."""
+    async with standin_service(db_url, BOX) as service:
+        dialect = service.store.engine.dialect
+        pings: list[object] = []
+        real_ping = dialect.do_ping
+
+        def counted_ping(dbapi_connection: Any) -> bool:
+            pings.append(dbapi_connection)
+            return bool(real_ping(dbapi_connection))
+
+        monkeypatch.setattr(dialect, "do_ping", counted_ping)
+        await service.running_cluster()
+        await service.settled()
+        assert bool(pings) is (dialect.name != "sqlite")
