@@ -108,7 +108,11 @@ async def test_cluster_end_to_end(
     await backend.stop(scheduler)  # idempotent
 
 
-async def _scheduler_tick_ms(tracker, cluster: Cluster, endpoint: AgentEndpoint, tmp_path, **kw):
+async def _on_new_scheduler(
+    tracker, cluster: Cluster, endpoint: AgentEndpoint, tmp_path, function, **kw
+):
+    """Start the cluster's scheduler, run ``function(dask_scheduler)`` in it through a
+    client, stop it; the scheduler's state and the function's result."""
     from distributed import Client
 
     state = await tracker.start(cluster.scheduler_spec(**kw))
@@ -116,11 +120,18 @@ async def _scheduler_tick_ms(tracker, cluster: Cluster, endpoint: AgentEndpoint,
     async with Client(
         hello["scheduler_address"], security=cluster.client_security(tmp_path), asynchronous=True
     ) as client:
-        tick = await client.run_on_scheduler(
-            lambda dask_scheduler: dask_scheduler.periodic_callbacks["tick"].callback_time
-        )
+        result = await client.run_on_scheduler(function)
     await tracker.backend.stop(state)
-    return tick
+    return state, result
+
+
+# lambdas, which travel to the scheduler by value (this module is not importable there)
+def _tick_ms():
+    return lambda dask_scheduler: dask_scheduler.periodic_callbacks["tick"].callback_time
+
+
+def _scratch():
+    return lambda dask_scheduler: dask_scheduler.local_directory
 
 
 @pytest.mark.slow
@@ -131,26 +142,14 @@ async def test_idle_scheduler_ticks_once_a_second_unless_configured(
     schedulers tick once a second, unless the cluster's environment says otherwise."""
     tracker = await make_backend(fork=launch_mode == "fork")
     default = Cluster("t" + os.urandom(4).hex(), agent_endpoint)
-    assert await _scheduler_tick_ms(tracker, default, agent_endpoint, tmp_path) == 1000
+    _, tick = await _on_new_scheduler(tracker, default, agent_endpoint, tmp_path, _tick_ms())
+    assert tick == 1000
     chosen = Cluster("t" + os.urandom(4).hex(), agent_endpoint)
     spec_env = {"DASK_DISTRIBUTED__ADMIN__TICK__INTERVAL": "50ms"}
-    tick = await _scheduler_tick_ms(tracker, chosen, agent_endpoint, tmp_path, env=spec_env)
+    _, tick = await _on_new_scheduler(
+        tracker, chosen, agent_endpoint, tmp_path, _tick_ms(), env=spec_env
+    )
     assert tick == 50
-
-
-async def _scheduler_scratch(tracker, cluster: Cluster, endpoint: AgentEndpoint, tmp_path, **kw):
-    from distributed import Client
-
-    state = await tracker.start(cluster.scheduler_spec(**kw))
-    hello = await endpoint.wait_message(cluster.name, "hello")
-    async with Client(
-        hello["scheduler_address"], security=cluster.client_security(tmp_path), asynchronous=True
-    ) as client:
-        scratch = await client.run_on_scheduler(
-            lambda dask_scheduler: dask_scheduler.local_directory
-        )
-    await tracker.backend.stop(state)
-    return state, scratch
 
 
 @pytest.mark.slow
@@ -163,14 +162,16 @@ async def test_scheduler_scratch_space_is_its_own_folder_unless_configured(
     cluster's environment may still name another."""
     tracker = await make_backend(fork=launch_mode == "fork")
     default = Cluster("t" + os.urandom(4).hex(), agent_endpoint)
-    state, scratch = await _scheduler_scratch(tracker, default, agent_endpoint, tmp_path)
+    state, scratch = await _on_new_scheduler(tracker, default, agent_endpoint, tmp_path, _scratch())
     assert scratch.startswith(state["workdir"] + os.sep)
     chosen = Cluster("t" + os.urandom(4).hex(), agent_endpoint)
     # where the scheduler's uid can write (tmp_path's parents are the test's own)
     with tempfile.TemporaryDirectory(prefix="hubgate-scratch-") as mine:
         os.chmod(mine, 0o777)
         env = {"DASK_TEMPORARY_DIRECTORY": mine}
-        _, scratch = await _scheduler_scratch(tracker, chosen, agent_endpoint, tmp_path, env=env)
+        _, scratch = await _on_new_scheduler(
+            tracker, chosen, agent_endpoint, tmp_path, _scratch(), env=env
+        )
         assert scratch.startswith(mine + os.sep)
 
 
