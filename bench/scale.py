@@ -18,7 +18,7 @@ The service runs with the demo's configuration (as in bench/run.py) but the per-
 limits are lifted (no ``user_limits`` or ``group_limits``, ``max_clusters_per_user`` above
 the number of clusters): one user holds them all. ``list_clusters`` is measured at the
 service's own address (what single-user servers are given), for that user (a list of
-all N clusters, each with its certificate and key) and for another user holding one
+all N clusters; no keys unless list_credentials is on) and for another user holding one
 cluster among them, and through the hub's proxy. On the stand-in the clusters'
 start timeout is 600 s (the stand-in itself is slow to start 1,000 pods). Everything
 started is stopped on the way out (``try/finally``; Ctrl-C and SIGTERM too; leftover
