@@ -70,6 +70,10 @@ class ClusterReport:
 
     ``owner`` and ``details`` (the full hubgate record: workers, resources, reason,
     events) are set only for reports from a hubgate service's own API.
+
+    ``tls_cert``/``tls_key`` (and so ``security``) are None in reports from
+    ``list_clusters()`` of a hubgate service (unless its ``list_credentials`` is on):
+    ``connect()`` and ``get_cluster()`` get them from the cluster's own answer.
     """
 
     __slots__ = (
