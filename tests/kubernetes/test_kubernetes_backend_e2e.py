@@ -197,6 +197,19 @@ async def test_scheduler_failure_reason_reaches_poll_against_apiserver(
     await backend.stop(state)
 
 
+def _idle_scheduler(kube_target: Any, prefix: str) -> ProcessSpec:
+    """A scheduler pod of bob's that sleeps (nothing in it answers): for what the
+    backend does with the pod itself."""
+    return ProcessSpec(
+        cluster_name=f"{prefix}-{secrets.token_hex(3)}",
+        role="scheduler",
+        name="scheduler",
+        username="bob",
+        argv=[kube_target.python, "-c", "import time; time.sleep(120)"],
+        files={"ca.crt": b"x", "scheduler.crt": b"x", "scheduler.key": b"x"},
+    )
+
+
 async def test_route_host_reads_the_pod_when_the_watch_lags_against_apiserver(
     kube_target: Any, make_backend: Any, core_api: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -206,16 +219,7 @@ async def test_route_host_reads_the_pod_when_the_watch_lags_against_apiserver(
 
     monkeypatch.setattr(kubernetes_backend, "POD_IP_WAIT", 0.2)
     backend = await make_backend()
-    state = await backend.start(
-        ProcessSpec(
-            cluster_name=f"k8s-lag-{secrets.token_hex(3)}",
-            role="scheduler",
-            name="scheduler",
-            username="bob",
-            argv=[kube_target.python, "-c", "import time; time.sleep(120)"],
-            files={"ca.crt": b"x", "scheduler.crt": b"x", "scheduler.key": b"x"},
-        )
-    )
+    state = await backend.start(_idle_scheduler(kube_target, "k8s-lag"))
     await backend._reflector.stop()  # the watch sees nothing from now on
 
     async def reported_ip() -> str:
@@ -253,19 +257,7 @@ async def test_starts_beyond_max_concurrent_starts_wait_their_turn_against_apise
 
     backend._create = counted
     states = await asyncio.gather(
-        *(
-            backend.start(
-                ProcessSpec(
-                    cluster_name=f"k8s-burst-{n}-{secrets.token_hex(2)}",
-                    role="scheduler",
-                    name="scheduler",
-                    username="bob",
-                    argv=[kube_target.python, "-c", "import time; time.sleep(120)"],
-                    files={"ca.crt": b"x", "scheduler.crt": b"x", "scheduler.key": b"x"},
-                )
-            )
-            for n in range(6)
-        )
+        *(backend.start(_idle_scheduler(kube_target, f"k8s-burst-{n}")) for n in range(6))
     )
     assert most == 2
     assert len({state["pod"] for state in states}) == 6
@@ -281,16 +273,7 @@ async def test_poll_works_out_a_pods_status_once_per_version_against_apiserver(
     import hubgate.spawners.kubernetes as kubernetes_backend
 
     backend = await make_backend()
-    state = await backend.start(
-        ProcessSpec(
-            cluster_name=f"k8s-poll-{secrets.token_hex(3)}",
-            role="scheduler",
-            name="scheduler",
-            username="bob",
-            argv=[kube_target.python, "-c", "import time; time.sleep(120)"],
-            files={"ca.crt": b"x", "scheduler.crt": b"x", "scheduler.key": b"x"},
-        )
-    )
+    state = await backend.start(_idle_scheduler(kube_target, "k8s-poll"))
     await poll_until(backend, state, Phase.RUNNING)
     worked_out = []
     real = kubernetes_backend.pod_status
